@@ -1,0 +1,25 @@
+//! Docker's plugin system, rebuilt in Rust.
+//!
+//! This crate is the façade: it owns no logic and re-exports each dockplug layer behind a
+//! feature of the same name, so a user depends on one crate and turns on the layers they
+//! need. Depending on a layer's crate directly is just as supported.
+//!
+//! | feature    | default | re-exports            | what it gives you                                   |
+//! |------------|---------|-----------------------|-----------------------------------------------------|
+//! | `protocol` | yes     | [`protocol`]          | every wire type, no I/O (`dockplug-protocol`)       |
+//!
+//! Features only add: turning one on never changes what another name means.
+//!
+//! **Architecture invariant:** the façade contains re-exports and documentation only.
+//!
+//! ```
+//! # #[cfg(feature = "protocol")] {
+//! use dockplug::protocol::Manifest;
+//! let manifest = Manifest::new(["VolumeDriver"]);
+//! assert!(manifest.implements("VolumeDriver"));
+//! # }
+//! ```
+
+#[cfg(feature = "protocol")]
+#[doc(inline)]
+pub use dockplug_protocol as protocol;

@@ -1,0 +1,14 @@
+//! Every wire type of Docker's plugin system, and nothing else.
+//!
+//! `dockplug-protocol` owns the serde types and constants that travel between the Docker
+//! daemon and its plugins: the v1 handshake ([`Manifest`]), the error body every subsystem
+//! shares, and the constants of the transport (mime type, protocol scheme, discovery
+//! directories).
+//!
+//! **Architecture invariant:** this crate performs no I/O and never depends on tokio, hyper,
+//! tonic or any async runtime. A caller who only needs the types pays for serde alone. The
+//! layering test in `tests/it` checks this.
+
+pub mod common;
+
+pub use common::{ErrorBody, Manifest};

@@ -1,0 +1,115 @@
+//! The architecture invariants of docs/ARCHITECTURE.md, checked against `cargo metadata`
+//! instead of trusted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// The resolved dependency graph: package name -> names of its normal (non-dev, non-build)
+/// dependencies, for the whole workspace.
+fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, String>) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut id_to_name = BTreeMap::new();
+    for p in meta["packages"].as_array().unwrap() {
+        id_to_name
+            .insert(p["id"].as_str().unwrap().to_owned(), p["name"].as_str().unwrap().to_owned());
+    }
+    let mut g = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let name = id_to_name[node["id"].as_str().unwrap()].clone();
+        let deps: BTreeSet<String> = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null()))
+            .map(|d| id_to_name[d["pkg"].as_str().unwrap()].clone())
+            .collect();
+        g.entry(name).or_insert_with(BTreeSet::new).extend(deps);
+    }
+    (g, id_to_name)
+}
+
+/// Every package `root` reaches through normal dependencies.
+pub fn reachable(root: &str) -> BTreeSet<String> {
+    let (g, _) = graph();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        if let Some(deps) = g.get(&p) {
+            for d in deps {
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn workspace_crates() -> Vec<String> {
+    let (g, _) = graph();
+    g.keys().filter(|k| k.starts_with("dockplug")).cloned().collect()
+}
+
+#[test]
+fn protocol_never_reaches_async_or_http() {
+    let deps = reachable("dockplug-protocol");
+    for banned in ["tokio", "hyper", "tonic", "hyper-util", "containerd-client", "futures-util"] {
+        assert!(!deps.contains(banned), "dockplug-protocol reaches {banned}: {deps:?}");
+    }
+}
+
+#[test]
+fn only_the_containerd_executor_reaches_tonic() {
+    for krate in workspace_crates() {
+        if krate == "dockplug-containerd"
+            || krate == "dockplug"
+            || krate == "dockplug-cli"
+            || krate == "dockplug-tests"
+        {
+            continue;
+        }
+        let deps = reachable(&krate);
+        for banned in ["tonic", "containerd-client"] {
+            assert!(!deps.contains(banned), "{krate} reaches {banned}");
+        }
+    }
+}
+
+#[test]
+fn no_library_depends_on_anyhow() {
+    for krate in workspace_crates() {
+        if ["dockplug-cli", "dockplug-localvol", "dockplug-tests"].contains(&krate.as_str()) {
+            continue;
+        }
+        let (g, _) = graph();
+        assert!(!g[&krate].contains("anyhow"), "{krate} is a library and depends on anyhow");
+    }
+}
+
+#[test]
+fn every_crate_has_a_crate_level_doc_comment() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        for main in ["src/lib.rs", "src/main.rs"] {
+            let file = dir.join(main);
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                assert!(
+                    text.trim_start().starts_with("//!"),
+                    "{} has no //! header",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "found only {checked} crate roots");
+}

@@ -1,0 +1,117 @@
+//! Prerequisites: what `cargo xtask` installs on a fresh machine before it runs anything.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Install everything the CI run needs.
+pub fn all() -> Result<()> {
+    rustup_components(&["rustfmt", "clippy"])?;
+    cargo_tool("cargo-deny", "cargo-deny", "0.18")?;
+    Ok(())
+}
+
+/// Run `cargo <args>` as a named CI step, failing the run if it fails.
+pub fn step(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let started = std::time::Instant::now();
+    println!("xtask: ==> {name}: cargo {}", args.join(" "));
+    let mut cmd = Command::new(cargo());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().with_context(|| format!("start `cargo {}`", args.join(" ")))?;
+    if !status.success() {
+        bail!("step `{name}` failed ({status})");
+    }
+    println!("xtask: <== {name}: ok in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn have(program: &str, probe: &[&str]) -> bool {
+    Command::new(program)
+        .args(probe)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn rustup_components(components: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| {
+            let probe =
+                if *c == "rustfmt" { ["fmt", "--version"] } else { ["clippy", "--version"] };
+            !have(&cargo(), &probe)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing rustup components {missing:?}");
+    let status = Command::new("rustup").args(["component", "add"]).args(&missing).status()?;
+    if !status.success() {
+        bail!("rustup component add {missing:?} failed");
+    }
+    Ok(())
+}
+
+/// Install a cargo subcommand from crates.io when `cargo <sub> --version` does not answer.
+fn cargo_tool(krate: &str, bin: &str, version: &str) -> Result<()> {
+    let sub = bin.trim_start_matches("cargo-");
+    if have(&cargo(), &[sub, "--version"]) {
+        return Ok(());
+    }
+    println!(
+        "xtask: {bin} is missing; installing {krate} {version} from crates.io (a few minutes)"
+    );
+    let status = Command::new(cargo())
+        .args(["install", "--locked", krate, "--version", &format!("^{version}")])
+        .status()?;
+    if !status.success() {
+        bail!("cargo install {krate} failed");
+    }
+    Ok(())
+}
+
+/// Install Debian packages whose probe binary is missing (`(binary, package)` pairs).
+/// Runs `apt-get update` once first, as a fresh machine needs.
+#[allow(dead_code)]
+pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> =
+        wanted.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian packages {missing:?}");
+    let status = Command::new("apt-get").arg("update").arg("-qq").status()?;
+    if !status.success() {
+        bail!("apt-get update failed");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !status.success() {
+        bail!("apt-get install {missing:?} failed");
+    }
+    Ok(())
+}
+
+/// Whether `bin` is an executable on PATH (or in the sbin directories apt installs into).
+pub fn on_path(bin: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/usr/local/sbin"])
+        .any(|dir| std::path::Path::new(dir).join(bin).is_file());
+    found
+}
