@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 /// Install everything the CI run needs.
 pub fn all() -> Result<()> {
     rustup_components(&["rustfmt", "clippy"])?;
-    cargo_tool("cargo-deny", "cargo-deny", "0.18")?;
+    cargo_tool("cargo-deny", "cargo-deny", "0.20")?;
     debian_packages(INTEGRATION_PACKAGES)?;
     Ok(())
 }
