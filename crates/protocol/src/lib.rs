@@ -11,4 +11,10 @@
 
 pub mod common;
 
+// v1 subsystems (protov1)
+pub mod body;
+pub mod subsystem;
+pub mod timestamp;
+pub mod volume;
+
 pub use common::{ErrorBody, Manifest};

@@ -1,0 +1,11 @@
+//! Golden JSON tests of the v1 subsystem types: the samples of protocols.md and the bodies a
+//! real dockerd exchanged with a volume plugin (`golden/*.jsonl`).
+
+// Helpers outside `#[test]` functions unwrap too: a panic is the failure report here.
+#![allow(clippy::unwrap_used)]
+
+mod v1 {
+    pub mod support;
+
+    mod volume;
+}
