@@ -17,4 +17,17 @@ pub mod subsystem;
 pub mod timestamp;
 pub mod volume;
 
+// v2 plugins and the Engine API plugin objects (protov2)
+pub mod auth;
+pub mod config;
+pub mod filters;
+pub mod gojson;
+pub mod interface;
+pub mod plugin;
+pub mod privileges;
+pub mod progress;
+
 pub use common::{ErrorBody, Manifest};
+pub use config::PluginConfig;
+pub use plugin::Plugin;
+pub use privileges::PluginPrivilege;

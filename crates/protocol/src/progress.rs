@@ -1,0 +1,268 @@
+//! The JSON progress stream of `POST /plugins/pull`, `/upgrade` and `/{name}/push`
+//! ([`JsonMessage`], Docker's `jsonmessage.JSONMessage`).
+//!
+//! The stream is one JSON object per line, each line ended by `\r\n` ([`LINE_END`]), sent
+//! with status 200 and `Content-Type: application/json`. An error after streaming started is
+//! a final line `{"errorDetail":{"message":"…"},"error":"…"}`. Keys are written in Go's field
+//! order and every one is left out when empty, as Docker's encoder does.
+//!
+//! ```
+//! use dockplug_protocol::progress::JsonMessage;
+//! assert_eq!(JsonMessage::status("Pulling from vieux/sshfs").with_id("latest").to_line()?,
+//!            "{\"status\":\"Pulling from vieux/sshfs\",\"id\":\"latest\"}\r\n");
+//! assert_eq!(JsonMessage::progress("58db06bb3dba", "Downloading", 100, 2000).to_line()?,
+//!            "{\"status\":\"Downloading\",\"progressDetail\":{\"current\":100,\"total\":2000},\"id\":\"58db06bb3dba\"}\r\n");
+//! assert_eq!(JsonMessage::error("boom").to_line()?,
+//!            "{\"errorDetail\":{\"message\":\"boom\"},\"error\":\"boom\"}\r\n");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The end of every line of a progress stream.
+pub const LINE_END: &str = "\r\n";
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// One message of a progress stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
+pub struct JsonMessage {
+    /// `stream`: raw output (builds).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stream: String,
+    /// `status`: e.g. `Downloading`, `Pull complete`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    /// `progressDetail`: byte counts; `{}` on a per-layer status without counts.
+    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<JsonProgress>,
+    /// `progress`: the rendered progress bar (deprecated by Docker, still sent).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub progress: String,
+    /// `id`: the layer (first 12 hex digits) or tag the message is about.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// `from`: the image an event is about.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub from: String,
+    /// `time`: Unix seconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub time: i64,
+    /// `timeNano`: Unix nanoseconds.
+    #[serde(rename = "timeNano", skip_serializing_if = "is_zero")]
+    pub time_nano: i64,
+    /// `errorDetail`: the error, structured.
+    #[serde(rename = "errorDetail", skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<JsonError>,
+    /// `error`: the error message (deprecated by Docker, still sent).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// `aux`: out-of-band data, e.g. [`PushResult`] at the end of a push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux: Option<Aux>,
+}
+
+/// The raw JSON of an `aux` member, kept verbatim (key order included, as Go's
+/// `json.RawMessage`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Aux(Box<serde_json::value::RawValue>);
+
+impl Aux {
+    /// Serializes `value` as the aux payload.
+    ///
+    /// # Errors
+    /// When `value` cannot be represented as JSON.
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Aux)
+    }
+
+    /// The raw JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Decodes the payload, e.g. as a [`PushResult`].
+    ///
+    /// # Errors
+    /// When the payload is not a `T`.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for Aux {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+/// `progressDetail` of a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
+pub struct JsonProgress {
+    /// `current`: bytes done.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub current: i64,
+    /// `total`: bytes in all (0 when unknown).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub total: i64,
+    /// `start`: Unix seconds when the transfer started.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub start: i64,
+    /// `hidecounts`: do not show the byte counts.
+    #[serde(skip_serializing_if = "is_false")]
+    pub hidecounts: bool,
+}
+
+/// `errorDetail` of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
+pub struct JsonError {
+    /// `code`: rarely set.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub code: i64,
+    /// `message`: the error text.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The `aux` of the last message of a push: `{"Tag","Digest","Size"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
+pub struct PushResult {
+    /// `Tag`: the tag pushed.
+    #[serde(rename = "Tag")]
+    pub tag: String,
+    /// `Digest`: the manifest digest (`sha256:…`).
+    #[serde(rename = "Digest")]
+    pub digest: String,
+    /// `Size`: the manifest size in bytes.
+    #[serde(rename = "Size")]
+    pub size: i64,
+}
+
+crate::gojson::go_json!(JsonMessage, JsonProgress, JsonError, PushResult);
+
+impl JsonMessage {
+    /// A plain status line, e.g. `Pulling from vieux/sshfs` or `Digest: sha256:…`.
+    pub fn status(status: impl Into<String>) -> Self {
+        Self { status: status.into(), ..Self::default() }
+    }
+
+    /// A per-item status without counts (`Pulling fs layer`, `Download complete`): it carries
+    /// `"progressDetail":{}` as Docker's formatter writes.
+    pub fn item(id: impl Into<String>, status: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            status: status.into(),
+            progress_detail: Some(JsonProgress::default()),
+            ..Self::default()
+        }
+    }
+
+    /// A per-item status with byte counts (`Downloading`, `Uploading`, `Extracting`).
+    pub fn progress(
+        id: impl Into<String>,
+        status: impl Into<String>,
+        current: i64,
+        total: i64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            status: status.into(),
+            progress_detail: Some(JsonProgress { current, total, ..JsonProgress::default() }),
+            ..Self::default()
+        }
+    }
+
+    /// The error line that ends a failed stream.
+    pub fn error(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            error_detail: Some(JsonError { code: 0, message: message.clone() }),
+            error: message,
+            ..Self::default()
+        }
+    }
+
+    /// An `aux` message.
+    ///
+    /// # Errors
+    /// When `aux` cannot be represented as JSON.
+    pub fn aux<T: Serialize>(aux: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self { aux: Some(Aux::new(aux)?), ..Self::default() })
+    }
+
+    /// Sets `id`.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The error text of an error line (`errorDetail.message`, else `error`), if any.
+    pub fn error_message(&self) -> Option<&str> {
+        match &self.error_detail {
+            Some(d) if !d.message.is_empty() => Some(&d.message),
+            _ => (!self.error.is_empty()).then_some(self.error.as_str()),
+        }
+    }
+
+    /// The message as one stream line, with [`LINE_END`].
+    ///
+    /// # Errors
+    /// Only when `aux` holds a value JSON cannot represent.
+    pub fn to_line(&self) -> Result<String, serde_json::Error> {
+        let mut s = crate::gojson::to_string(self)?;
+        s.push_str(LINE_END);
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        assert_eq!(
+            JsonMessage::item("2614035edf8c", "Pulling fs layer").to_line().unwrap(),
+            "{\"status\":\"Pulling fs layer\",\"progressDetail\":{},\"id\":\"2614035edf8c\"}\r\n"
+        );
+        let push = PushResult { tag: "1".into(), digest: "sha256:ab".into(), size: 418 };
+        assert_eq!(
+            JsonMessage::aux(&push).unwrap().to_line().unwrap(),
+            "{\"aux\":{\"Tag\":\"1\",\"Digest\":\"sha256:ab\",\"Size\":418}}\r\n"
+        );
+        let back: JsonMessage =
+            serde_json::from_str(JsonMessage::aux(&push).unwrap().to_line().unwrap().trim_end())
+                .unwrap();
+        assert_eq!(back.aux.unwrap().parse::<PushResult>().unwrap(), push);
+        assert_eq!(JsonMessage::default().to_line().unwrap(), "{}\r\n");
+    }
+
+    #[test]
+    fn read_back() {
+        let line = r#"{"status":"Downloading","progressDetail":{"current":1,"total":2},"progress":"[>  ] 1B/2B","id":"ab"}"#;
+        let m: JsonMessage = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            m.progress_detail,
+            Some(JsonProgress { current: 1, total: 2, ..Default::default() })
+        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), line);
+        let e: JsonMessage =
+            serde_json::from_str(r#"{"errorDetail":{"message":"a"},"error":"b"}"#).unwrap();
+        assert_eq!(e.error_message(), Some("a"));
+        let e: JsonMessage = serde_json::from_str(r#"{"error":"b"}"#).unwrap();
+        assert_eq!(e.error_message(), Some("b"));
+        assert_eq!(JsonMessage::status("x").error_message(), None);
+        assert!(serde_json::from_str::<JsonMessage>(r#"{"time":"now"}"#).is_err());
+    }
+}
