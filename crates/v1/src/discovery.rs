@@ -1,0 +1,447 @@
+//! Discovery: finding v1 plugins by name in a socket directory and spec directories.
+//!
+//! Moby's rules (`pkg/plugins/discovery.go`), with the precedence kept exactly:
+//! `<socket dir>/N.sock`, `<socket dir>/N/N.sock`, then for each spec directory in order
+//! `N.spec`, `N/N.spec`, `N.json`, `N/N.json`. The first existing candidate wins; a broken
+//! file is an error naming it, never a fall-through to a later candidate.
+//!
+//! Where Moby is only accidentally different, [`LocalRegistry::scan`] is made to agree with
+//! [`LocalRegistry::plugin`] (quirk 2): a name is listed when and only when `plugin(name)`
+//! would find a file for it, symlinked sockets are listed, and each name appears once.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use dockplug_protocol::common::{DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
+use serde_json::Value;
+
+use crate::address::{Address, AddressError};
+use crate::tls::TlsOptions;
+
+/// The largest spec file read (a spec holds one URL or a small JSON object).
+pub const MAX_SPEC_BYTES: u64 = 64 * 1024;
+
+/// Why discovery failed for a name or a directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// No socket or spec file has this name.
+    #[error("could not find plugin {name} in v1 plugin registry: plugin not found")]
+    NotFound {
+        /// The name looked up.
+        name: String,
+    },
+    /// The name is empty or holds a path separator or `..`.
+    #[error("invalid plugin name {name:?}")]
+    InvalidName {
+        /// The name looked up.
+        name: String,
+    },
+    /// A file or directory exists but cannot be read (permissions, a symlink loop, ...).
+    #[error("cannot read {path:?}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A spec file is larger than [`MAX_SPEC_BYTES`].
+    #[error("spec file {path:?} is larger than {limit} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// A `.json` spec file is not valid JSON of the expected shape.
+    #[error("invalid JSON spec file {path:?}: {reason}")]
+    BadJson {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A spec file holds an address no transport can reach.
+    #[error("spec file {path:?} holds a bad address")]
+    BadAddress {
+        /// The file.
+        path: PathBuf,
+        /// The address problem.
+        #[source]
+        source: AddressError,
+    },
+}
+
+/// Where a plugin's name resolved: its address, TLS options and the file that said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PluginSpec {
+    /// The plugin's name (from the file name, never from a `Name` key).
+    pub name: String,
+    /// Where it listens.
+    pub addr: Address,
+    /// TLS options: insecure for sockets and `.spec` files, as in Moby; `None` for a `.json`
+    /// file without `TLSConfig`.
+    pub tls: Option<TlsOptions>,
+    /// The socket or spec file found.
+    pub source: PathBuf,
+    /// For a socket: its inode, so a re-created socket is told apart from a stale one.
+    pub socket_inode: Option<u64>,
+}
+
+/// The directories v1 plugins are discovered in.
+///
+/// [`LocalRegistry::new`] uses Moby's defaults; [`LocalRegistry::with_dirs`] takes any
+/// directories (tests and tools use their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRegistry {
+    socket_dirs: Vec<PathBuf>,
+    spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for LocalRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalRegistry {
+    /// Moby's directories: sockets in `/run/docker/plugins`; specs in `/etc/docker/plugins`
+    /// then `/usr/lib/docker/plugins`, or the rootless paths of [`spec_dirs_for_env`] when
+    /// `ROOTLESSKIT_STATE_DIR` is set.
+    pub fn new() -> Self {
+        Self {
+            socket_dirs: vec![PathBuf::from(DEFAULT_SOCKET_DIR)],
+            spec_dirs: spec_dirs_for_env(|k| std::env::var_os(k)),
+        }
+    }
+
+    /// The given directories, searched in order: all socket directories first, then all
+    /// spec directories.
+    pub fn with_dirs<S, P>(socket_dirs: S, spec_dirs: P) -> Self
+    where
+        S: IntoIterator,
+        S::Item: Into<PathBuf>,
+        P: IntoIterator,
+        P::Item: Into<PathBuf>,
+    {
+        Self {
+            socket_dirs: socket_dirs.into_iter().map(Into::into).collect(),
+            spec_dirs: spec_dirs.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The socket directories searched.
+    pub fn socket_dirs(&self) -> &[PathBuf] {
+        &self.socket_dirs
+    }
+
+    /// The spec directories searched, in priority order.
+    pub fn spec_dirs(&self) -> &[PathBuf] {
+        &self.spec_dirs
+    }
+
+    /// Every plugin name found, each once, in lookup order (sockets, then spec directories).
+    ///
+    /// Missing directories are skipped; a directory that cannot be read is an error. Entries
+    /// that `plugin(name)` would not resolve (a directory named `x.spec`, `a/b.sock` inside a
+    /// directory not named `b`) are not listed.
+    pub fn scan(&self) -> Result<Vec<String>, DiscoveryError> {
+        let mut seen = HashSet::new();
+        let mut names = Vec::new();
+        let mut push = |name: String| {
+            if seen.insert(name.clone()) {
+                names.push(name);
+            }
+        };
+        for dir in &self.socket_dirs {
+            for (file_name, stem, ext, path) in entries(dir)? {
+                let is_socket = |p: &Path| {
+                    std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
+                };
+                if ext.as_deref() == Some("sock") && is_socket(&path) {
+                    push(stem);
+                } else if path.is_dir() && is_socket(&path.join(format!("{file_name}.sock"))) {
+                    push(file_name);
+                }
+            }
+        }
+        for dir in &self.spec_dirs {
+            for (file_name, stem, ext, path) in entries(dir)? {
+                let is_file = |p: &Path| p.is_file();
+                if path.is_dir() {
+                    if ["spec", "json"]
+                        .iter()
+                        .any(|e| is_file(&path.join(format!("{file_name}.{e}"))))
+                    {
+                        push(file_name);
+                    }
+                } else if matches!(ext.as_deref(), Some("spec" | "json")) && is_file(&path) {
+                    push(stem);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// Resolve `name` to an address, by Moby's precedence (see the module docs).
+    pub fn plugin(&self, name: &str) -> Result<PluginSpec, DiscoveryError> {
+        if name.is_empty()
+            || name.contains('/')
+            || name == "."
+            || name == ".."
+            || name.contains('\0')
+        {
+            return Err(DiscoveryError::InvalidName { name: name.to_owned() });
+        }
+        for dir in &self.socket_dirs {
+            for path in
+                [dir.join(format!("{name}.sock")), dir.join(name).join(format!("{name}.sock"))]
+            {
+                let Some(meta) = stat(&path)? else { continue };
+                if !meta.file_type().is_socket() {
+                    continue;
+                }
+                let text = format!("unix://{}", path.display());
+                let addr = text
+                    .parse()
+                    .map_err(|source| DiscoveryError::BadAddress { path: path.clone(), source })?;
+                use std::os::unix::fs::MetadataExt;
+                return Ok(PluginSpec {
+                    name: name.to_owned(),
+                    addr,
+                    tls: Some(TlsOptions::insecure()),
+                    source: path,
+                    socket_inode: Some(meta.ino()),
+                });
+            }
+        }
+        for dir in &self.spec_dirs {
+            let candidates = [
+                dir.join(format!("{name}.spec")),
+                dir.join(name).join(format!("{name}.spec")),
+                dir.join(format!("{name}.json")),
+                dir.join(name).join(format!("{name}.json")),
+            ];
+            for path in candidates {
+                if stat(&path)?.is_none() {
+                    continue;
+                }
+                let text = read_spec(&path)?;
+                let is_json = path.extension().is_some_and(|e| e == "json");
+                let (addr, tls) = if is_json {
+                    parse_json_spec(&path, &text)?
+                } else {
+                    (text.trim().to_owned(), Some(TlsOptions::insecure()))
+                };
+                let addr = addr
+                    .parse()
+                    .map_err(|source| DiscoveryError::BadAddress { path: path.clone(), source })?;
+                return Ok(PluginSpec {
+                    name: name.to_owned(),
+                    addr,
+                    tls,
+                    source: path,
+                    socket_inode: None,
+                });
+            }
+        }
+        Err(DiscoveryError::NotFound { name: name.to_owned() })
+    }
+}
+
+/// Moby's spec directories for an environment (`env` looks a variable up).
+///
+/// Rootless (`ROOTLESSKIT_STATE_DIR` non-empty): `$XDG_CONFIG_HOME/docker/plugins` (else
+/// `$HOME/.config/docker/plugins`, else `/etc/docker/plugins`), then
+/// `$HOME/.local/lib/docker/plugins` (else `/usr/lib/docker/plugins`). This is what Moby's
+/// documentation intends; its code since v25 inverts the first test (quirk 1), which we do not
+/// copy. Otherwise: `/etc/docker/plugins`, `/usr/lib/docker/plugins`.
+pub fn spec_dirs_for_env(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty());
+    if set("ROOTLESSKIT_STATE_DIR").is_none() {
+        return DEFAULT_SPEC_DIRS.iter().map(PathBuf::from).collect();
+    }
+    let home = set("HOME").map(PathBuf::from);
+    let config = set("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")))
+        .map(|c| c.join("docker/plugins"))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SPEC_DIRS[0]));
+    let lib = home
+        .map(|h| h.join(".local/lib/docker/plugins"))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SPEC_DIRS[1]));
+    vec![config, lib]
+}
+
+/// `stat` following symlinks: `None` when nothing is there, an error for anything else
+/// (permissions, a symlink loop).
+fn stat(path: &Path) -> Result<Option<std::fs::Metadata>, DiscoveryError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(20 /* ENOTDIR */) =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(DiscoveryError::Io { path: path.to_owned(), source }),
+    }
+}
+
+fn read_spec(path: &Path) -> Result<String, DiscoveryError> {
+    let io = |source| DiscoveryError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::new();
+    file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > MAX_SPEC_BYTES {
+        return Err(DiscoveryError::TooLarge { path: path.to_owned(), limit: MAX_SPEC_BYTES });
+    }
+    String::from_utf8(buf).map_err(|_| DiscoveryError::BadJson {
+        path: path.to_owned(),
+        reason: "not UTF-8 text".into(),
+    })
+}
+
+/// A `.json` spec: `Addr` and `TLSConfig`, keys matched case-insensitively as Go does, `Name`
+/// ignored. A `TLSConfig` without `CAFile` forces `InsecureSkipVerify` (Moby's rule, kept
+/// because existing spec files rely on it; quirk 6).
+fn parse_json_spec(
+    path: &Path,
+    text: &str,
+) -> Result<(String, Option<TlsOptions>), DiscoveryError> {
+    let bad = |reason: String| DiscoveryError::BadJson { path: path.to_owned(), reason };
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(bad("not a JSON object".into()));
+    };
+    let get = |obj: &serde_json::Map<String, Value>, key: &str| {
+        obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone())
+    };
+    let addr = match get(&obj, "Addr") {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => String::new(),
+        Some(_) => return Err(bad("Addr is not a string".into())),
+    };
+    let tls = match get(&obj, "TLSConfig") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(t)) => {
+            let path_of = |key: &str| -> Result<Option<PathBuf>, DiscoveryError> {
+                match get(&t, key) {
+                    Some(Value::String(s)) if !s.is_empty() => Ok(Some(PathBuf::from(s))),
+                    None | Some(Value::Null) | Some(Value::String(_)) => Ok(None),
+                    Some(_) => Err(bad(format!("TLSConfig.{key} is not a string"))),
+                }
+            };
+            let flag = |key: &str| -> Result<bool, DiscoveryError> {
+                match get(&t, key) {
+                    Some(Value::Bool(b)) => Ok(b),
+                    None | Some(Value::Null) => Ok(false),
+                    Some(_) => Err(bad(format!("TLSConfig.{key} is not a boolean"))),
+                }
+            };
+            let mut opts = TlsOptions {
+                ca_file: path_of("CAFile")?,
+                cert_file: path_of("CertFile")?,
+                key_file: path_of("KeyFile")?,
+                insecure_skip_verify: flag("InsecureSkipVerify")?,
+                exclusive_root_pools: flag("ExclusiveRootPools")?,
+            };
+            if opts.ca_file.is_none() {
+                opts.insecure_skip_verify = true;
+            }
+            Some(opts)
+        }
+        Some(_) => return Err(bad("TLSConfig is not an object".into())),
+    };
+    Ok((addr, tls))
+}
+
+/// The entries of `dir` as `(file name, stem, extension, path)`, sorted; a missing directory
+/// is empty.
+#[allow(clippy::type_complexity)]
+fn entries(dir: &Path) -> Result<Vec<(String, String, Option<String>, PathBuf)>, DiscoveryError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(DiscoveryError::Io { path: dir.to_owned(), source }),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| DiscoveryError::Io { path: dir.to_owned(), source })?;
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let (stem, ext) = match file_name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), Some(ext.to_owned())),
+            _ => (file_name.clone(), None),
+        };
+        out.push((file_name, stem, ext, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+    }
+
+    #[test]
+    fn spec_dirs_follow_xdg_when_rootless() {
+        assert_eq!(
+            spec_dirs_for_env(env(&[("HOME", "/home/u")])),
+            vec![PathBuf::from("/etc/docker/plugins"), PathBuf::from("/usr/lib/docker/plugins")]
+        );
+        assert_eq!(
+            spec_dirs_for_env(env(&[
+                ("ROOTLESSKIT_STATE_DIR", "/r"),
+                ("XDG_CONFIG_HOME", "/x"),
+                ("HOME", "/home/u")
+            ])),
+            vec![
+                PathBuf::from("/x/docker/plugins"),
+                PathBuf::from("/home/u/.local/lib/docker/plugins")
+            ]
+        );
+        assert_eq!(
+            spec_dirs_for_env(env(&[("ROOTLESSKIT_STATE_DIR", "/r"), ("HOME", "/home/u")])),
+            vec![
+                PathBuf::from("/home/u/.config/docker/plugins"),
+                PathBuf::from("/home/u/.local/lib/docker/plugins")
+            ]
+        );
+        assert_eq!(
+            spec_dirs_for_env(env(&[("ROOTLESSKIT_STATE_DIR", "/r")])),
+            vec![PathBuf::from("/etc/docker/plugins"), PathBuf::from("/usr/lib/docker/plugins")]
+        );
+    }
+
+    #[test]
+    fn json_spec_keys_are_case_insensitive_and_name_is_ignored() {
+        let (addr, tls) = parse_json_spec(
+            Path::new("x.json"),
+            r#"{"name":"other","addr":"https://h:1","tlsconfig":{"cafile":"/ca","CertFile":"/c","KeyFile":"/k"}}"#,
+        )
+        .unwrap();
+        assert_eq!(addr, "https://h:1");
+        let tls = tls.unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/ca")));
+        assert!(!tls.insecure_skip_verify);
+        let (_, tls) =
+            parse_json_spec(Path::new("x.json"), r#"{"Addr":"https://h:1","TLSConfig":{}}"#)
+                .unwrap();
+        assert!(tls.unwrap().insecure_skip_verify, "no CAFile forces insecure (quirk 6)");
+        let (_, tls) = parse_json_spec(Path::new("x.json"), r#"{"Addr":"tcp://h:1"}"#).unwrap();
+        assert!(tls.is_none());
+        assert!(matches!(
+            parse_json_spec(Path::new("x.json"), "[1]"),
+            Err(DiscoveryError::BadJson { .. })
+        ));
+    }
+}
