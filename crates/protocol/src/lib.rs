@@ -12,7 +12,15 @@
 pub mod common;
 
 // v1 subsystems (protov1)
+pub mod authz;
+mod b64;
 pub mod body;
+pub mod graph;
+pub mod ipam;
+pub mod log;
+pub mod metrics;
+pub mod network;
+pub mod secrets;
 pub mod subsystem;
 pub mod timestamp;
 pub mod volume;
