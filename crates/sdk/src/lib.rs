@@ -1,0 +1,47 @@
+//! Serve a Docker plugin from Rust.
+//!
+//! `dockplug-sdk` owns the plugin author's side of Docker's plugin protocols: one trait per
+//! subsystem, with default methods for the optional calls, and one server that serves any
+//! set of them on a unix socket or on TCP (optionally TLS), with the activation manifest
+//! following from what is served.
+//!
+//! | subsystem | trait | `Implements` |
+//! |-----------|-------|--------------|
+//! | volumes | [`VolumeDriver`] | `VolumeDriver` |
+//!
+//! What the server guarantees, so a plugin is right on the first try:
+//! * success is exactly `200` with a JSON body (`{}` when there is nothing to say, never an
+//!   empty body); a failure from the author's code is a `500` with `{"Err": "..."}` (IPAM also
+//!   gets its `Error` key), which is what dockerd reads on every subsystem;
+//! * a request body that does not parse gets a `400` naming the method, an unknown method a
+//!   `404` (dockerd's "optional endpoint" rule relies on it), a panicking handler a `500`, and
+//!   the server keeps serving;
+//! * a stale socket file is replaced, a live one is refused; the socket's mode and group are
+//!   settable; a `.spec`/`.json` discovery file can be written;
+//! * graceful shutdown: on a future or on SIGTERM/SIGINT, calls in flight finish, then the
+//!   socket and discovery files are removed.
+//!
+//! ```no_run
+//! # use dockplug_sdk::{Plugin, UnixListen, VolumeDriver};
+//! # async fn serve(driver: impl VolumeDriver) -> Result<(), dockplug_sdk::ServeError> {
+//! let plugin = Plugin::builder().volume(driver).build();
+//! let server = plugin.bind_unix(UnixListen::new("/run/docker/plugins/myvol.sock")).await?;
+//! server.run().await // until SIGTERM or SIGINT
+//! # }
+//! ```
+//!
+//! **Architecture invariant:** the SDK depends on `dockplug-protocol` for every wire type and
+//! never on the v1 client, the manager or containerd. It has no knowledge of any one plugin.
+//! **API boundary:** yes: plugin authors implement these traits.
+
+mod error;
+mod listen;
+mod router;
+mod server;
+pub mod volume;
+
+pub use dockplug_protocol as protocol;
+pub use error::{PluginError, PluginResult, ServeError};
+pub use listen::{SpecFile, TcpListen, UnixListen};
+pub use server::{Address, Plugin, PluginBuilder, Server};
+pub use volume::VolumeDriver;
