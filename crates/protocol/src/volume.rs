@@ -1,6 +1,8 @@
 //! `VolumeDriver`: volume plugins (protocols.md §3).
 //!
 //! Requests are what the daemon sends; replies are what a plugin answers with status 200.
+//! Keys are read as Go reads them (case-insensitive, unknown keys ignored, `null` is the zero
+//! value) and written in the daemon's casing.
 //! Every reply but [`CapabilitiesResponse`] carries `Err` (empty means success), as the
 //! daemon's own reply structs do. Failures work best as a non-200 status plus
 //! [`ErrorBody`](crate::ErrorBody).
@@ -19,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::null_default;
+use crate::gojson::go_json;
 use crate::timestamp::Timestamp;
 
 /// The `Implements` entry of a volume plugin.
@@ -60,22 +62,24 @@ impl VolumeMethod {
 
 /// `VolumeDriver.Create` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct CreateRequest {
     /// The volume name. The daemon does not validate names for plugin drivers: the plugin
     /// must.
-    #[serde(rename = "Name", alias = "name", default, deserialize_with = "null_default")]
+    #[serde(rename = "Name")]
     pub name: String,
     /// The `-o` options. `None` is JSON `null` (implicit creation through `docker run -v`);
     /// `docker volume create` without options sends `{}`.
-    #[serde(rename = "Opts", alias = "opts", default)]
+    #[serde(rename = "Opts")]
     pub opts: Option<BTreeMap<String, String>>,
 }
 
 /// A request that names a volume: `Remove`, `Path` and `Get`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct NameRequest {
     /// The volume name.
-    #[serde(rename = "Name", alias = "name", default, deserialize_with = "null_default")]
+    #[serde(rename = "Name")]
     pub name: String,
 }
 
@@ -88,13 +92,14 @@ pub type GetRequest = NameRequest;
 
 /// `VolumeDriver.Mount` and `VolumeDriver.Unmount` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct MountRequest {
     /// The volume name.
-    #[serde(rename = "Name", alias = "name", default, deserialize_with = "null_default")]
+    #[serde(rename = "Name")]
     pub name: String,
     /// A fresh random 64-hex id per container mount point (not the container id); the
     /// matching `Unmount` carries the same id.
-    #[serde(rename = "ID", alias = "Id", alias = "id", default, deserialize_with = "null_default")]
+    #[serde(rename = "ID")]
     pub id: String,
 }
 
@@ -103,6 +108,7 @@ pub type UnmountRequest = MountRequest;
 
 /// The `{}` request of `VolumeDriver.List` and `VolumeDriver.Capabilities`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct EmptyRequest {}
 
 /// `VolumeDriver.List` request (`{}`).
@@ -121,25 +127,14 @@ pub type UnmountResponse = ErrResponse;
 
 /// `VolumeDriver.Mount` and `VolumeDriver.Path` reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct MountResponse {
     /// v1: an absolute host path. v2: a path inside the plugin, under its
     /// `PropagatedMount` to be visible on the host.
-    #[serde(
-        rename = "Mountpoint",
-        alias = "mountpoint",
-        alias = "MountPoint",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Mountpoint")]
     pub mountpoint: String,
     /// Error message; empty means success.
-    #[serde(
-        rename = "Err",
-        alias = "err",
-        alias = "ERR",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Err")]
     pub err: String,
 }
 
@@ -148,32 +143,20 @@ pub type PathResponse = MountResponse;
 
 /// A volume as a plugin describes it in `Get` and `List` replies.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct Volume {
     /// The volume name.
-    #[serde(rename = "Name", alias = "name", default, deserialize_with = "null_default")]
+    #[serde(rename = "Name")]
     pub name: String,
     /// Where the volume is (see [`MountResponse::mountpoint`]); left out when empty.
-    #[serde(
-        rename = "Mountpoint",
-        alias = "mountpoint",
-        alias = "MountPoint",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "Mountpoint", skip_serializing_if = "String::is_empty")]
     pub mountpoint: String,
     /// Creation time. Must be absent, `null` or RFC 3339: `""` fails the daemon's decode
     /// of the whole reply, so it fails here too.
-    #[serde(
-        rename = "CreatedAt",
-        alias = "createdAt",
-        alias = "createdat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedAt", skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// Free-form status shown by `docker volume inspect` (`Get` only; `List` ignores it).
-    #[serde(rename = "Status", alias = "status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -189,35 +172,25 @@ impl Volume {
 /// `"Volume": null` with an empty `Err` is "no such volume" to the daemon. A non-null volume
 /// with no error makes the daemon skip `Create`, so unknown names must get an error.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct GetResponse {
     /// The volume; left out when `None`.
-    #[serde(rename = "Volume", alias = "volume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Volume", skip_serializing_if = "Option::is_none")]
     pub volume: Option<Volume>,
     /// Error message; empty means success.
-    #[serde(
-        rename = "Err",
-        alias = "err",
-        alias = "ERR",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Err")]
     pub err: String,
 }
 
 /// `VolumeDriver.List` reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct ListResponse {
     /// The volumes; `null` reads as empty, empty is written as `[]`.
-    #[serde(rename = "Volumes", alias = "volumes", default, deserialize_with = "null_default")]
+    #[serde(rename = "Volumes")]
     pub volumes: Vec<Volume>,
     /// Error message; empty means success.
-    #[serde(
-        rename = "Err",
-        alias = "err",
-        alias = "ERR",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Err")]
     pub err: String,
 }
 
@@ -253,9 +226,10 @@ impl Scope {
 
 /// The `Capabilities` object of a volume driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct Capabilities {
     /// The scope as sent; see [`Capabilities::scope`] for what the daemon makes of it.
-    #[serde(rename = "Scope", alias = "scope", default, deserialize_with = "null_default")]
+    #[serde(rename = "Scope")]
     pub scope: String,
 }
 
@@ -273,26 +247,28 @@ impl Capabilities {
 
 /// `VolumeDriver.Capabilities` reply. `Err` is left out when empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", default)]
 pub struct CapabilitiesResponse {
     /// The capabilities.
-    #[serde(
-        rename = "Capabilities",
-        alias = "capabilities",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Capabilities")]
     pub capabilities: Capabilities,
     /// Error message; empty means success (any error means scope `local`).
-    #[serde(
-        rename = "Err",
-        alias = "err",
-        alias = "ERR",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "Err", skip_serializing_if = "String::is_empty")]
     pub err: String,
 }
+
+go_json!(
+    CreateRequest,
+    NameRequest,
+    MountRequest,
+    EmptyRequest,
+    MountResponse,
+    Volume,
+    GetResponse,
+    ListResponse,
+    Capabilities,
+    CapabilitiesResponse,
+);
 
 #[cfg(test)]
 mod tests {

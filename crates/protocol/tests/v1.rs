@@ -7,5 +7,13 @@
 mod v1 {
     pub mod support;
 
+    mod authz;
+    mod graph;
+    mod ipam;
+    mod log;
+    mod metrics;
+    mod network;
+    mod secrets;
+    mod subsystems;
     mod volume;
 }

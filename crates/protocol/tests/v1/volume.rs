@@ -40,6 +40,12 @@ fn mount_samples() {
     assert_eq!(r.mountpoint, "/data/vol1");
     let r: MountResponse = canonical(r#"{"err": "busy"}"#, r#"{"Mountpoint": "", "Err": "busy"}"#);
     assert_eq!(r.err, "busy");
+    // Keys fold like Go's decoder does, whatever the case; unknown keys are ignored.
+    let r: MountResponse = canonical(
+        r#"{"MOUNTPOINT": "/x", "eRR": "", "Extra": [1]}"#,
+        r#"{"Mountpoint": "/x", "Err": ""}"#,
+    );
+    assert_eq!(r.mountpoint, "/x");
 }
 
 #[test]
