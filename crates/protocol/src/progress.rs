@@ -105,7 +105,7 @@ impl PartialEq for Aux {
 }
 
 /// `progressDetail` of a message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", default)]
 pub struct JsonProgress {
     /// `current`: bytes done.
@@ -120,6 +120,81 @@ pub struct JsonProgress {
     /// `hidecounts`: do not show the byte counts.
     #[serde(skip_serializing_if = "is_false")]
     pub hidecounts: bool,
+    /// `units`: what is counted, when not bytes.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub units: String,
+}
+
+impl JsonProgress {
+    /// The progress bar dockerd puts in `progress`, as Docker's `JSONProgress.String()`
+    /// renders it on a daemon without a terminal (200 columns): `[==>   ] 1.2MB/2.07MB`.
+    /// The time-left part needs `start`, which dockerd never sets, so it is left out.
+    pub fn render(&self) -> String {
+        if self.current <= 0 && self.total <= 0 {
+            return String::new();
+        }
+        if self.total <= 0 {
+            return if self.units.is_empty() {
+                format!("{:>8}", human_size(self.current))
+            } else {
+                format!("{} {}", self.current, self.units)
+            };
+        }
+        // As Go: float division, truncated, halved, capped at 50 (negative stays negative).
+        let percentage = (((self.current as f64 / self.total as f64) * 100.0) as i64 / 2).min(50);
+        let done = usize::try_from(percentage).unwrap_or(0);
+        let bar = format!("[{}>{}] ", "=".repeat(done), " ".repeat(50 - done));
+        let numbers = if self.hidecounts {
+            String::new()
+        } else if self.units.is_empty() {
+            if self.current > self.total {
+                format!("{:>8}", human_size(self.current))
+            } else {
+                format!("{:>8}/{}", human_size(self.current), human_size(self.total))
+            }
+        } else if self.current > self.total {
+            format!("{} {}", self.current, self.units)
+        } else {
+            format!("{}/{} {}", self.current, self.total, self.units)
+        };
+        bar + &numbers
+    }
+}
+
+/// A size in decimal units with 4 significant digits, as go-units' `HumanSize`
+/// (`2.07MB`, `999B`, `1kB`).
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut i = 0;
+    while size >= 1000.0 && i < UNITS.len() - 1 {
+        size /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", format_g4(size), UNITS[i])
+}
+
+/// Go's `%.4g`.
+fn format_g4(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_owned();
+    }
+    let sci = format!("{v:.3e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    if !(-4..4).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
+    }
+    let decimals = usize::try_from(3 - exp).unwrap_or(0);
+    trim(&format!("{v:.decimals$}"))
 }
 
 /// `errorDetail` of a message.
@@ -181,6 +256,19 @@ impl JsonMessage {
             progress_detail: Some(JsonProgress { current, total, ..JsonProgress::default() }),
             ..Self::default()
         }
+    }
+
+    /// [`JsonMessage::progress`] with the rendered bar in `progress`, exactly as dockerd
+    /// streams it.
+    pub fn progress_bar(
+        id: impl Into<String>,
+        status: impl Into<String>,
+        current: i64,
+        total: i64,
+    ) -> Self {
+        let mut m = Self::progress(id, status, current, total);
+        m.progress = m.progress_detail.as_ref().map(JsonProgress::render).unwrap_or_default();
+        m
     }
 
     /// The error line that ends a failed stream.
@@ -246,6 +334,48 @@ mod tests {
                 .unwrap();
         assert_eq!(back.aux.unwrap().parse::<PushResult>().unwrap(), push);
         assert_eq!(JsonMessage::default().to_line().unwrap(), "{}\r\n");
+    }
+
+    #[test]
+    fn human_sizes_like_go_units() {
+        for (n, s) in [
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1234, "1.234kB"),
+            (12345, "12.35kB"),
+            (999_999, "1000kB"),
+            (2_069_919, "2.07MB"),
+            (1_000_000_000, "1GB"),
+            (i64::MAX, "9.223EB"),
+        ] {
+            assert_eq!(human_size(n), s, "{n}");
+        }
+    }
+
+    #[test]
+    fn progress_bar_like_docker() {
+        let p = |current, total| JsonProgress { current, total, ..JsonProgress::default() };
+        assert_eq!(p(0, 0).render(), "");
+        assert_eq!(p(1_500, 0).render(), "   1.5kB");
+        assert_eq!(
+            p(1_034_979, 2_069_919).render(),
+            format!("[{}>{}]  1.035MB/2.07MB", "=".repeat(25), " ".repeat(25))
+        );
+        assert_eq!(p(3, 2).render(), format!("[{}>]       3B", "=".repeat(50)));
+        let units =
+            JsonProgress { current: 1, total: 4, units: "files".into(), ..JsonProgress::default() };
+        assert_eq!(units.render(), format!("[{}>{}] 1/4 files", "=".repeat(12), " ".repeat(38)));
+        let hidden = JsonProgress { hidecounts: true, ..p(4, 4) };
+        assert_eq!(hidden.render(), format!("[{}>] ", "=".repeat(50)));
+        let line = JsonMessage::progress_bar("58db06bb3dba", "Downloading", 2_069_919, 2_069_919);
+        assert_eq!(
+            line.to_line().unwrap(),
+            format!(
+                "{{\"status\":\"Downloading\",\"progressDetail\":{{\"current\":2069919,\"total\":2069919}},\"progress\":\"[{}\\u003e]   2.07MB/2.07MB\",\"id\":\"58db06bb3dba\"}}\r\n",
+                "=".repeat(50)
+            )
+        );
     }
 
     #[test]

@@ -110,10 +110,9 @@ fn wrong_types_fail<T: DeserializeOwned + Debug>(text: &str) {
                 _ => unreachable!(),
             };
         }
-        // A number is wrong for every field of these types (strings, bools as "1" would be
-        // wrong too, but numbers are wrong everywhere).
+        // A string where a bool or number is expected, a number everywhere else.
         let wrong = match slot {
-            Value::Bool(_) => Value::String("true".into()),
+            Value::Bool(_) | Value::Number(_) => Value::String("1".into()),
             _ => Value::from(1),
         };
         *slot = wrong;
@@ -331,4 +330,32 @@ fn malformed_input_is_a_typed_error() {
     assert!(serde_json::from_str::<Vec<PluginPrivilege>>(r#"[{"Value":"host"}]"#).is_err());
     // Invalid UTF-8 is refused rather than replaced.
     assert!(PluginConfig::from_slice(b"{\"Description\":\"\xff\"}").is_err());
+}
+
+/// The schema2 manifests dockerd pushed: rebuilt from their parts, byte for byte.
+#[test]
+fn pushed_manifests_are_byte_exact() {
+    use dockplug_protocol::registry::{self, Descriptor, ImageManifest};
+    for name in ["plugin-push-manifest.json", "registry-manifest-rich.json"] {
+        let text = golden(name);
+        let m: ImageManifest = round_trip(&text);
+        assert!(m.is_plugin());
+        let rebuilt = ImageManifest::plugin(
+            Descriptor::plugin_config(&m.config.digest, m.config.size),
+            m.layers.iter().map(|l| Descriptor::gzip_layer(&l.digest, l.size)).collect(),
+        );
+        assert_eq!(String::from_utf8(rebuilt.to_bytes().unwrap()).unwrap(), text, "{name}");
+        wrong_types_fail::<ImageManifest>(&text);
+    }
+    // The config blob sizes recorded in the manifests are those of our blobs.
+    let m: ImageManifest = serde_json::from_str(&golden("plugin-push-manifest.json")).unwrap();
+    assert_eq!(m.config.size, golden("plugin-push-config.json").len() as i64);
+    let types: Value = serde_json::from_str(&golden("plugin-push-media-types.json")).unwrap();
+    assert_eq!(types["config_size"], m.config.size);
+    assert_eq!(types["config_digest"], m.config.digest.as_str());
+    assert_eq!(types["config_mediaType"], registry::PLUGIN_CONFIG);
+    assert_eq!(types["manifest_mediaType"], registry::DOCKER_MANIFEST_V2);
+    assert_eq!(types["layer_mediaTypes"][0], registry::DOCKER_LAYER_GZIP);
+    let m: ImageManifest = serde_json::from_str(&golden("registry-manifest-rich.json")).unwrap();
+    assert_eq!(m.config.size, golden("registry-config-rich.json").len() as i64);
 }
