@@ -87,8 +87,15 @@ fn cargo_tool(krate: &str, bin: &str, version: &str) -> Result<()> {
 
 /// The Debian packages the integration suite runs against, as `(probe binary, package)`:
 /// the real peers (dockerd and the docker CLI, containerd, runc).
-pub const INTEGRATION_PACKAGES: &[(&str, &str)] =
-    &[("dockerd", "docker.io"), ("containerd", "containerd"), ("runc", "runc")];
+pub const INTEGRATION_PACKAGES: &[(&str, &str)] = &[
+    ("dockerd", "docker.io"),
+    ("containerd", "containerd"),
+    ("runc", "runc"),
+    // containerd-client compiles containerd's protos at build time.
+    ("protoc", "protobuf-compiler"),
+    // The containerd tests run plugins from a rootfs holding the static busybox.
+    ("busybox", "busybox-static"),
+];
 
 /// Install Debian packages whose probe binary is missing (`(binary, package)` pairs).
 /// Runs `apt-get update` once first, as a fresh machine needs.

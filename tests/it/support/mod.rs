@@ -5,6 +5,8 @@
 //! [`Daemon`] and [`wait_until`].
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
