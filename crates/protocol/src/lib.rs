@@ -8,8 +8,8 @@
 //! For v2 (managed) plugins it owns the plugin's `config.json` ([`PluginConfig`]), the
 //! Engine API objects ([`Plugin`], its settings, [`PluginPrivilege`]), interface types and
 //! capabilities ([`interface`]), the list filters ([`filters`]), the progress stream
-//! ([`progress`]), the `X-Registry-Auth` header ([`auth`]) and the registry manifest
-//! ([`registry`]). These are read and written the way dockerd's Go code does
+//! ([`progress`]), the `X-Registry-Auth` header ([`auth`]), the registry manifest
+//! ([`registry`]) and the small print of the Engine API routes ([`engine`]). These are read and written the way dockerd's Go code does
 //! ([`gojson`]): keys matched case-insensitively, `null` read as the zero value, unknown keys
 //! dropped, and output byte for byte what dockerd writes.
 //!
@@ -36,6 +36,7 @@ pub mod volume;
 // v2 plugins and the Engine API plugin objects (protov2)
 pub mod auth;
 pub mod config;
+pub mod engine;
 pub mod filters;
 pub mod gojson;
 pub mod interface;
