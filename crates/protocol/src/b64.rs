@@ -1,6 +1,7 @@
 //! Go's `[]byte` in JSON: a standard base64 string with padding; `null` is empty.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine as _;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serializer};
@@ -18,13 +19,19 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D:
     decode(&text).map_err(D::Error::custom)
 }
 
+/// Go's `base64.StdEncoding`: padding required, but non-zero trailing bits are accepted.
+const GO_STD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 fn decode(text: &str) -> Result<Vec<u8>, String> {
     // Go's decoder skips '\r' and '\n' inside the text.
     let decoded = if text.contains(['\r', '\n']) {
         let clean: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-        STANDARD.decode(clean)
+        GO_STD.decode(clean)
     } else {
-        STANDARD.decode(text)
+        GO_STD.decode(text)
     };
     decoded.map_err(|e| format!("invalid base64 for []byte: {e}"))
 }
@@ -47,5 +54,21 @@ pub(crate) mod list {
         list.into_iter()
             .map(|t| t.map_or_else(|| Ok(Vec::new()), |t| decode(&t).map_err(D::Error::custom)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_like_go() {
+        assert_eq!(decode("czNjcjN0").unwrap(), b"s3cr3t");
+        assert_eq!(decode("czNj\r\ncjN0").unwrap(), b"s3cr3t");
+        assert_eq!(decode("YQ==").unwrap(), b"a");
+        assert_eq!(decode("YR==").unwrap(), b"a"); // trailing bits set: Go accepts
+        assert!(decode("YQ").is_err()); // padding required
+        assert!(decode("Y Q==").is_err());
+        assert_eq!(decode("").unwrap(), b"");
     }
 }

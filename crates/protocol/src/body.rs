@@ -17,8 +17,6 @@
 //! # Ok::<(), dockplug_protocol::body::BodyError>(())
 //! ```
 
-use std::io;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -73,40 +71,10 @@ pub fn decode_reply<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Bod
     first_value(body)
 }
 
-/// Encode `value` as Go's `json.Encoder` does: HTML-safe escapes and a trailing newline.
+/// Encode `value` as Go's `json.Encoder` does: HTML-safe escapes and a trailing newline
+/// (see [`crate::gojson::to_vec_line`]).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
-    value.serialize(&mut ser).map_err(|source| BodyError::Encode { source })?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-/// A compact formatter that escapes like Go's `encoding/json` with HTML escaping on.
-struct GoFormatter;
-
-impl serde_json::ser::Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let esc = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            writer.write_all(esc.as_bytes())?;
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
+    crate::gojson::to_vec_line(value).map_err(|source| BodyError::Encode { source })
 }
 
 #[cfg(test)]
