@@ -7,6 +7,7 @@
 //! | feature    | default | re-exports            | what it gives you                                   |
 //! |------------|---------|-----------------------|-----------------------------------------------------|
 //! | `protocol` | yes     | [`protocol`]          | every wire type, no I/O (`dockplug-protocol`)       |
+//! | `containerd` | no    | `containerd`          | the manager's executor on containerd (`dockplug-containerd`) |
 //!
 //! Features only add: turning one on never changes what another name means.
 //!
@@ -23,3 +24,7 @@
 #[cfg(feature = "protocol")]
 #[doc(inline)]
 pub use dockplug_protocol as protocol;
+
+#[cfg(feature = "containerd")]
+#[doc(inline)]
+pub use dockplug_containerd as containerd;
