@@ -5,6 +5,13 @@
 //! shares, and the constants of the transport (mime type, protocol scheme, discovery
 //! directories).
 //!
+//! For v1 subsystems it owns one module per subsystem with every request and reply, a method
+//! enum with the exact endpoint names and the `Implements` name: [`volume`], [`network`],
+//! [`ipam`], [`authz`], [`log`] (with the length-prefixed protobuf `LogEntry` stream in
+//! [`log::entry`]), [`metrics`], [`secrets`] and [`graph`]; [`subsystem`] ties them together.
+//! Times are validated RFC 3339 strings ([`timestamp`]); [`body`] reads and writes bodies as
+//! dockerd does (empty request bodies, first JSON value only, Go escaping).
+//!
 //! For v2 (managed) plugins it owns the plugin's `config.json` ([`PluginConfig`]), the
 //! Engine API objects ([`Plugin`], its settings, [`PluginPrivilege`]), interface types and
 //! capabilities ([`interface`]), the list filters ([`filters`]), the progress stream
