@@ -173,3 +173,54 @@ fn garbage_messages_are_typed_errors_and_skippable() {
         let _ = LogEntry::decode(&junk);
     }
 }
+
+/// A small deterministic generator (xorshift), so the test is repeatable without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn text(&mut self, max: u64) -> String {
+        let n = self.next() % max;
+        (0..n).map(|_| char::from_u32((self.next() % 0x2FF) as u32 + 1).unwrap_or('x')).collect()
+    }
+}
+
+#[test]
+fn random_entries_round_trip() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut entries = Vec::new();
+    for _ in 0..300 {
+        let n = rng.next() % 40;
+        let line: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let e = LogEntry {
+            source: rng.text(8),
+            time_nano: rng.next() as i64,
+            line,
+            partial: rng.next() % 2 == 0,
+            partial_log_metadata: (rng.next() % 2 == 0).then(|| PartialLogEntryMetadata {
+                last: rng.next() % 2 == 0,
+                id: rng.text(70),
+                ordinal: rng.next() as i32,
+            }),
+            attrs: (0..rng.next() % 3)
+                .map(|_| LogAttr { key: rng.text(5), value: rng.text(5) })
+                .collect(),
+        };
+        let mut msg = Vec::new();
+        e.encode(&mut msg);
+        assert_eq!(msg.len(), e.encoded_len());
+        assert_eq!(LogEntry::decode(&msg).unwrap(), e);
+        entries.push(e);
+    }
+    let mut bytes = Vec::new();
+    for e in &entries {
+        e.encode_frame(&mut bytes).unwrap();
+    }
+    assert_eq!(decode_stream(&bytes).unwrap(), entries);
+}
