@@ -9,9 +9,29 @@
 //! backend plugs in through the [`Executor`] trait, which speaks the OCI runtime spec
 //! ([`oci_spec::runtime::Spec`]) only.
 
+pub mod blobs;
+pub mod context;
+pub mod error;
+pub mod events;
 pub mod executor;
+mod failpoint;
+mod fsutil;
+pub mod manager;
+mod mounts;
+pub mod reference;
+pub mod settable;
+pub mod spec;
+pub mod store;
+#[cfg(test)]
+mod testexec;
+#[cfg(test)]
+mod tests;
 
+pub use error::ManagerError;
+pub use events::{CancelHandle, Delivery, Event, EventFilter, Subscription};
 pub use executor::{
     exit_channel, BoxError, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, OutputSink,
     PluginStdio, Signal,
 };
+pub use manager::{Manager, ManagerConfig, RestartPolicy};
+pub use store::{Handler, LookupMode, PluginRef, RunState, SpecOpt, Store};

@@ -1,0 +1,163 @@
+//! The manager's error type. Texts follow Moby's where a client sees them.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::blobs::BlobError;
+use crate::context::ContextError;
+use crate::executor::ExecutorError;
+use crate::reference::ReferenceError;
+use crate::settable::SetError;
+use crate::spec::SpecError;
+
+/// Everything the manager can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// No plugin by that name or ID.
+    #[error("plugin \"{name}\" not found")]
+    NotFound {
+        /// The name or ID asked for.
+        name: String,
+    },
+    /// An ID prefix matches several plugins.
+    #[error("multiple plugins found for \"{prefix}\"")]
+    Ambiguous {
+        /// The prefix asked for.
+        prefix: String,
+    },
+    /// A plugin with that name exists.
+    #[error("plugin {name} already exists")]
+    AlreadyExists {
+        /// The normalised name.
+        name: String,
+    },
+    /// The name is not a valid reference.
+    #[error("failed to parse reference {name}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why.
+        #[source]
+        source: ReferenceError,
+    },
+    /// Enable of an enabled plugin.
+    #[error("plugin already enabled: plugin {name} is enabled")]
+    AlreadyEnabled {
+        /// The plugin name.
+        name: String,
+    },
+    /// Disable of a disabled plugin.
+    #[error("plugin is already disabled: plugin {name} found but disabled")]
+    AlreadyDisabled {
+        /// The plugin name.
+        name: String,
+    },
+    /// A capability lookup found the plugin disabled.
+    #[error("plugin {name} found but disabled")]
+    Disabled {
+        /// The plugin name.
+        name: String,
+    },
+    /// The plugin is referenced (disable or remove without force).
+    #[error("plugin {name} is in use")]
+    InUse {
+        /// The plugin name.
+        name: String,
+    },
+    /// Remove of an enabled plugin without force.
+    #[error("plugin {name} is enabled")]
+    Enabled {
+        /// The plugin name.
+        name: String,
+    },
+    /// A capability lookup found a plugin without that capability.
+    #[error("plugin does not provide \"{capability}\" capability")]
+    CapabilityMismatch {
+        /// The capability asked for.
+        capability: String,
+    },
+    /// `config.json` of a context or record is not valid.
+    #[error("failed to parse config")]
+    ConfigParse(#[source] serde_json::Error),
+    /// The plugin did not create and serve its socket before the deadline.
+    #[error("plugin {name} did not serve {socket:?} within {seconds:.1}s")]
+    SocketTimeout {
+        /// The plugin name.
+        name: String,
+        /// The socket path.
+        socket: PathBuf,
+        /// The deadline, in seconds.
+        seconds: f64,
+    },
+    /// The plugin exited while starting.
+    #[error("plugin {name} exited while starting")]
+    ExitedWhileStarting {
+        /// The plugin name.
+        name: String,
+    },
+    /// The manager is shutting down.
+    #[error("plugin manager is shutting down")]
+    ShuttingDown,
+    /// `set` was refused.
+    #[error(transparent)]
+    Set(#[from] SetError),
+    /// The build context was refused.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// The runtime spec could not be generated.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The executor failed.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A list filter is invalid.
+    #[error(transparent)]
+    Filter(#[from] dockplug_protocol::filters::FilterError),
+    /// Granted privileges do not match.
+    #[error(transparent)]
+    Privileges(#[from] dockplug_protocol::privileges::PrivilegeError),
+    /// A file-system operation failed.
+    #[error("failed to {operation} {path:?}")]
+    Io {
+        /// What was attempted.
+        operation: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ManagerError {
+    /// The HTTP status Moby answers with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ManagerError::NotFound { .. } => 404,
+            ManagerError::Ambiguous { .. }
+            | ManagerError::InvalidName { .. }
+            | ManagerError::Filter(_)
+            | ManagerError::Context(_)
+            | ManagerError::ConfigParse(_) => 400,
+            ManagerError::AlreadyExists { .. }
+            | ManagerError::AlreadyEnabled { .. }
+            | ManagerError::AlreadyDisabled { .. }
+            | ManagerError::Disabled { .. }
+            | ManagerError::InUse { .. }
+            | ManagerError::Enabled { .. } => 409,
+            _ => 500,
+        }
+    }
+
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| ManagerError::Io { operation, path, source }
+    }
+}

@@ -1,0 +1,295 @@
+//! Manager events: create, remove, enable, disable, with Moby's matching rules, delivered
+//! to subscribers that never block the publisher and are told how many events they missed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+
+use dockplug_protocol::Plugin;
+use tokio::sync::Notify;
+
+/// What happened to a plugin. The payload is a snapshot taken when it was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A plugin was created (from a context; pull comes later).
+    Create(Plugin),
+    /// A plugin was removed.
+    Remove(Plugin),
+    /// A plugin was enabled through [`crate::Manager::enable`].
+    Enable(Plugin),
+    /// A plugin was disabled through [`crate::Manager::disable`].
+    Disable(Plugin),
+}
+
+impl Event {
+    /// The plugin the event is about.
+    pub fn plugin(&self) -> &Plugin {
+        match self {
+            Event::Create(p) | Event::Remove(p) | Event::Enable(p) | Event::Disable(p) => p,
+        }
+    }
+}
+
+/// What a subscriber watches for (Moby's watcher values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventFilter {
+    /// Creations of plugins with any of these capabilities (all creations when empty).
+    Create {
+        /// Capabilities, e.g. `volumedriver`.
+        interfaces: Vec<String>,
+    },
+    /// Removal of the plugin with this ID.
+    Remove {
+        /// The plugin ID.
+        id: String,
+    },
+    /// Enabling of the plugin with this ID.
+    Enable {
+        /// The plugin ID.
+        id: String,
+    },
+    /// Disabling of the plugin with this ID.
+    Disable {
+        /// The plugin ID.
+        id: String,
+    },
+}
+
+impl EventFilter {
+    /// Moby's `matches(observed)`.
+    pub fn matches(&self, event: &Event) -> bool {
+        match (self, event) {
+            (EventFilter::Create { interfaces }, Event::Create(p)) => {
+                interfaces.is_empty()
+                    || p.config
+                        .interface
+                        .types()
+                        .iter()
+                        .any(|t| interfaces.iter().any(|i| i == t.capability()))
+            }
+            (EventFilter::Remove { id }, Event::Remove(p))
+            | (EventFilter::Enable { id }, Event::Enable(p))
+            | (EventFilter::Disable { id }, Event::Disable(p)) => *id == p.id,
+            _ => false,
+        }
+    }
+}
+
+/// One item of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+// `Missed` is rare; boxing every event would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
+pub enum Delivery {
+    /// An event.
+    Event(Event),
+    /// This many events were dropped here because the buffer was full.
+    Missed(u64),
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Delivery>,
+    events: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    filters: Option<Vec<EventFilter>>,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    notify: Notify,
+}
+
+impl Subscriber {
+    fn wants(&self, event: &Event) -> bool {
+        match &self.filters {
+            None => true,
+            Some(f) => f.iter().any(|w| w.matches(event)),
+        }
+    }
+
+    fn push(&self, event: &Event) {
+        let Ok(mut q) = self.queue.lock() else { return };
+        if q.closed {
+            return;
+        }
+        if q.events < self.capacity {
+            q.items.push_back(Delivery::Event(event.clone()));
+            q.events += 1;
+        } else if let Some(Delivery::Missed(n)) = q.items.back_mut() {
+            *n += 1;
+        } else {
+            q.items.push_back(Delivery::Missed(1));
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.closed = true;
+        }
+        self.notify.notify_one();
+    }
+}
+
+/// The publisher side, owned by the manager.
+#[derive(Debug, Default)]
+pub(crate) struct Publisher {
+    subscribers: Mutex<Vec<Weak<Subscriber>>>,
+}
+
+impl Publisher {
+    pub(crate) fn publish(&self, event: Event) {
+        let subs: Vec<Arc<Subscriber>> = match self.subscribers.lock() {
+            Ok(mut s) => {
+                s.retain(|w| w.strong_count() > 0);
+                s.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => return,
+        };
+        for s in subs {
+            if s.wants(&event) {
+                s.push(&event);
+            }
+        }
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        buffer: usize,
+        filters: Option<Vec<EventFilter>>,
+    ) -> (Subscription, CancelHandle) {
+        let sub = Arc::new(Subscriber {
+            filters,
+            capacity: buffer.max(1),
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+        });
+        if let Ok(mut s) = self.subscribers.lock() {
+            s.push(Arc::downgrade(&sub));
+        }
+        let cancel = CancelHandle { sub: Arc::downgrade(&sub) };
+        (Subscription { sub }, cancel)
+    }
+}
+
+/// A stream of [`Delivery`]s. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    sub: Arc<Subscriber>,
+}
+
+impl Subscription {
+    /// The next delivery; `None` once cancelled and drained.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        loop {
+            let sub = self.sub.clone();
+            let notified = sub.notify.notified();
+            if let Some(item) = self.try_recv() {
+                return Some(item);
+            }
+            match self.sub.queue.lock() {
+                Ok(q) if q.closed => return None,
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            notified.await;
+        }
+    }
+
+    /// The next delivery if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let mut q = self.sub.queue.lock().ok()?;
+        let item = q.items.pop_front()?;
+        if matches!(item, Delivery::Event(_)) {
+            q.events -= 1;
+        }
+        Some(item)
+    }
+}
+
+/// Cancels a [`Subscription`]: no more events are queued, and `recv` returns `None` once the
+/// queued ones are read. Idempotent.
+#[derive(Debug, Clone)]
+pub struct CancelHandle {
+    sub: Weak<Subscriber>,
+}
+
+impl CancelHandle {
+    /// Cancels the subscription.
+    pub fn cancel(&self) {
+        if let Some(s) = self.sub.upgrade() {
+            s.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dockplug_protocol::interface::InterfaceType;
+
+    fn plugin(id: &str, types: &[&str]) -> Plugin {
+        let mut p = Plugin { id: id.into(), ..Plugin::default() };
+        p.config.interface.types = Some(types.iter().map(|t| InterfaceType::parse(t)).collect());
+        p
+    }
+
+    #[test]
+    fn matching_rules() {
+        let p = plugin("a", &["docker.volumedriver/1.0"]);
+        let any = EventFilter::Create { interfaces: vec![] };
+        assert!(any.matches(&Event::Create(p.clone())));
+        assert!(!any.matches(&Event::Remove(p.clone())));
+        let vol =
+            EventFilter::Create { interfaces: vec!["networkdriver".into(), "volumedriver".into()] };
+        assert!(vol.matches(&Event::Create(p.clone())));
+        let net = EventFilter::Create { interfaces: vec!["networkdriver".into()] };
+        assert!(!net.matches(&Event::Create(p.clone())));
+        assert!(EventFilter::Remove { id: "a".into() }.matches(&Event::Remove(p.clone())));
+        assert!(!EventFilter::Remove { id: "b".into() }.matches(&Event::Remove(p.clone())));
+        assert!(!EventFilter::Enable { id: "a".into() }.matches(&Event::Disable(p.clone())));
+        assert!(EventFilter::Disable { id: "a".into() }.matches(&Event::Disable(p)));
+    }
+
+    #[tokio::test]
+    async fn none_means_all_and_empty_means_nothing() {
+        let publisher = Publisher::default();
+        let (mut all, _c1) = publisher.subscribe(4, None);
+        let (mut nothing, _c2) = publisher.subscribe(4, Some(vec![]));
+        publisher.publish(Event::Enable(plugin("a", &[])));
+        assert_eq!(all.recv().await, Some(Delivery::Event(Event::Enable(plugin("a", &[])))));
+        assert_eq!(nothing.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_is_told_what_it_missed() {
+        let publisher = Publisher::default();
+        let (mut sub, cancel) = publisher.subscribe(2, None);
+        for i in 0..5 {
+            publisher.publish(Event::Enable(plugin(&i.to_string(), &[])));
+        }
+        assert!(matches!(sub.recv().await, Some(Delivery::Event(Event::Enable(p))) if p.id == "0"));
+        publisher.publish(Event::Enable(plugin("5", &[])));
+        assert!(matches!(sub.recv().await, Some(Delivery::Event(Event::Enable(p))) if p.id == "1"));
+        assert_eq!(sub.recv().await, Some(Delivery::Missed(3)));
+        assert!(matches!(sub.recv().await, Some(Delivery::Event(Event::Enable(p))) if p.id == "5"));
+        cancel.cancel();
+        cancel.cancel();
+        publisher.publish(Event::Enable(plugin("6", &[])));
+        assert_eq!(sub.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn dropped_subscription_is_pruned() {
+        let publisher = Publisher::default();
+        let (sub, _cancel) = publisher.subscribe(1, None);
+        drop(sub);
+        publisher.publish(Event::Enable(plugin("a", &[])));
+        assert!(publisher.subscribers.lock().unwrap().is_empty());
+    }
+}

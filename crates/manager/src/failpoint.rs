@@ -1,0 +1,70 @@
+//! Crash injection for tests: a named step can be made to fail as if the process died there.
+//!
+//! In normal builds [`hit`] is a no-op that the compiler removes. Under `cfg(test)` a test arms
+//! a step name for paths under one directory (its temporary root, so parallel tests do not see
+//! each other's failpoints); the step then returns an error, and the test reloads the store
+//! from disk to check what a crash at that point leaves.
+
+use std::io;
+use std::path::Path;
+
+#[cfg(test)]
+static ARMED: std::sync::Mutex<Vec<(&'static str, std::path::PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The message of a fired failpoint.
+#[cfg(test)]
+pub(crate) const CRASH: &str = "injected crash";
+
+/// Arms `step` for every path under `root`.
+#[cfg(test)]
+pub(crate) fn arm(step: &'static str, root: &Path) {
+    if let Ok(mut a) = ARMED.lock() {
+        a.push((step, root.to_path_buf()));
+    }
+}
+
+/// Disarms every failpoint under `root`.
+#[cfg(test)]
+pub(crate) fn disarm(root: &Path) {
+    if let Ok(mut a) = ARMED.lock() {
+        a.retain(|(_, r)| r != root);
+    }
+}
+
+/// Fails with [`CRASH`] when `step` is armed for `path`.
+#[cfg(test)]
+pub(crate) fn hit(step: &str, path: &Path) -> io::Result<()> {
+    let armed = ARMED
+        .lock()
+        .map(|a| a.iter().any(|(s, r)| *s == step && path.starts_with(r)))
+        .unwrap_or(false);
+    if armed {
+        Err(io::Error::other(CRASH))
+    } else {
+        Ok(())
+    }
+}
+
+/// No-op outside tests.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn hit(_step: &str, _path: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Whether `err` comes from a fired failpoint (so cleanup must not run: a crash would not).
+#[cfg(test)]
+pub(crate) fn is_crash(err: &crate::error::ManagerError) -> bool {
+    match err {
+        crate::error::ManagerError::Io { source, .. } => source.to_string() == CRASH,
+        _ => false,
+    }
+}
+
+/// Always false outside tests.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn is_crash(_err: &crate::error::ManagerError) -> bool {
+    false
+}

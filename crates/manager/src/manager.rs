@@ -1,0 +1,891 @@
+//! The manager: create, enable, disable, remove, set, inspect, list, privileges, events,
+//! exit handling with restarts, restore, shutdown and GC.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use dockplug_protocol::config::PluginRootfs;
+use dockplug_protocol::filters::PluginListFilter;
+use dockplug_protocol::plugin::PluginSettings;
+use dockplug_protocol::privileges::{compute_privileges, validate_privileges};
+use dockplug_protocol::{Plugin, PluginConfig, PluginPrivilege};
+use tokio::io::AsyncWrite;
+
+use crate::blobs::BlobStore;
+use crate::error::ManagerError;
+use crate::events::{CancelHandle, Event, EventFilter, Publisher, Subscription};
+use crate::executor::{Executor, Exit, PluginStdio, Signal};
+use crate::store::{Entry, Handler, LookupMode, PluginRef, Record, RunState, SpecOpt, Store};
+use crate::{context, fsutil, reference, settable, spec};
+
+/// How a crashed plugin is restarted: after `initial`, doubling up to `max`; the count is
+/// reset once a plugin has stayed up for `stable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartPolicy {
+    /// Delay before the first restart.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// Uptime after which the backoff starts again from `initial`.
+    pub stable: Duration,
+    /// Give up after this many restarts in a row (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(60),
+            stable: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before restart number `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Where and how the manager works.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagerConfig {
+    /// Plugin data (Moby: `<data-root>/plugins`, e.g. `/var/lib/docker/plugins`).
+    pub root: PathBuf,
+    /// Sockets and bundles (Moby: `/run/docker/plugins`; keep it short, socket paths must
+    /// stay under 108 bytes).
+    pub exec_root: PathBuf,
+    /// Keep plugins running across a manager restart.
+    pub live_restore: bool,
+    /// How long `enable` waits for the plugin's socket by default (Moby's effective 9.5 s).
+    pub start_timeout: Duration,
+    /// How long a stop waits after `SIGTERM`, and again after `SIGKILL` (Moby: 10 s).
+    pub stop_timeout: Duration,
+    /// Crash restarts.
+    pub restart: RestartPolicy,
+    /// Make `<root>/<id>/propagated-mount` a shared mount at enable (needs root; Moby does).
+    pub share_propagated_mounts: bool,
+}
+
+impl ManagerConfig {
+    /// A configuration with Moby's timings for the given directories.
+    pub fn new(root: impl Into<PathBuf>, exec_root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            exec_root: exec_root.into(),
+            live_restore: false,
+            start_timeout: Duration::from_millis(9500),
+            stop_timeout: Duration::from_secs(10),
+            restart: RestartPolicy::default(),
+            share_propagated_mounts: true,
+        }
+    }
+}
+
+struct Inner<E> {
+    config: ManagerConfig,
+    store: Store,
+    executor: E,
+    blobs: BlobStore,
+    events: Publisher,
+    /// Readers: create (and later pull/upgrade). Writer: gc.
+    gc_lock: tokio::sync::RwLock<()>,
+    shutting_down: AtomicBool,
+}
+
+/// The v2 plugin manager. Cheap to clone.
+pub struct Manager<E: Executor> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: Executor> Clone for Manager<E> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<E: Executor> std::fmt::Debug for Manager<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("root", &self.inner.config.root).finish_non_exhaustive()
+    }
+}
+
+/// A sink that logs each line a plugin writes.
+struct LogSink {
+    id: String,
+    stderr: bool,
+    buf: Vec<u8>,
+}
+
+impl LogSink {
+    fn flush_lines(&mut self, all: bool) {
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            self.log(&line[..line.len() - 1]);
+        }
+        if all && !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            self.log(&line);
+        }
+    }
+
+    fn log(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        if self.stderr {
+            tracing::error!(plugin = %self.id, "{line}");
+        } else {
+            tracing::info!(plugin = %self.id, "{line}");
+        }
+    }
+}
+
+impl AsyncWrite for LogSink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.buf.extend_from_slice(data);
+        let all = self.buf.len() > 64 * 1024;
+        self.flush_lines(all);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.flush_lines(true);
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn log_stdio(id: &str) -> PluginStdio {
+    PluginStdio::new(
+        Box::pin(LogSink { id: id.to_owned(), stderr: false, buf: Vec::new() }),
+        Box::pin(LogSink { id: id.to_owned(), stderr: true, buf: Vec::new() }),
+    )
+}
+
+fn new_id() -> Result<String, ManagerError> {
+    loop {
+        let id = fsutil::hex(
+            &fsutil::random_bytes::<32>().map_err(ManagerError::io("read", "/dev/urandom"))?,
+        );
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(id);
+        }
+    }
+}
+
+/// Creates what the runtime expects in a rootfs (Moby's init layer), without following any
+/// symlink the plugin shipped.
+fn init_layer(rootfs: &Path) -> Result<(), ManagerError> {
+    use std::fs;
+    let ensure_dirs = |rel: &str| -> Result<(), ManagerError> {
+        let mut cur = rootfs.to_path_buf();
+        for c in rel.split('/').filter(|c| !c.is_empty()) {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(&cur).map_err(ManagerError::io("remove", &cur))?;
+                    fs::create_dir(&cur).map_err(ManagerError::io("create", &cur))?;
+                }
+                Err(_) => fs::create_dir(&cur).map_err(ManagerError::io("create", &cur))?,
+            }
+        }
+        Ok(())
+    };
+    for d in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        ensure_dirs(d)?;
+    }
+    for f in [".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console"] {
+        let p = rootfs.join(f);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => {}
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&p).map_err(ManagerError::io("remove", &p))?;
+                fs::write(&p, b"").map_err(ManagerError::io("create", &p))?;
+            }
+            Err(_) => fs::write(&p, b"").map_err(ManagerError::io("create", &p))?,
+        }
+    }
+    let mtab = rootfs.join("etc/mtab");
+    if fs::symlink_metadata(&mtab).is_err() {
+        std::os::unix::fs::symlink("/proc/mounts", &mtab)
+            .map_err(ManagerError::io("create", &mtab))?;
+    }
+    Ok(())
+}
+
+impl<E: Executor> Manager<E> {
+    /// Opens the manager: creates the directories, loads the store, starts exit handling
+    /// and restores the plugins that were enabled.
+    pub async fn new(config: ManagerConfig, executor: E) -> Result<Self, ManagerError> {
+        for d in [config.root.clone(), config.exec_root.clone(), config.root.join("tmp")] {
+            fsutil::mkdir_all(&d, 0o700).map_err(ManagerError::io("mkdir", &d))?;
+        }
+        let blobs = BlobStore::open(config.root.join("storage"))?;
+        // Leftovers of interrupted creates are never referenced: drop them.
+        if let Ok(entries) = std::fs::read_dir(config.root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = fsutil::remove_dir_if_exists(&e.path());
+            }
+        }
+        let root = config.root.clone();
+        let store = tokio::task::spawn_blocking(move || Store::load(&root))
+            .await
+            .map_err(|e| ManagerError::io("load", &config.root)(std::io::Error::other(e)))??;
+        let exits = executor.take_exits();
+        let manager = Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                executor,
+                blobs,
+                events: Publisher::default(),
+                gc_lock: tokio::sync::RwLock::new(()),
+                shutting_down: AtomicBool::new(false),
+            }),
+        };
+        if let Some(mut exits) = exits {
+            let weak = Arc::downgrade(&manager.inner);
+            tokio::spawn(async move {
+                while let Some(exit) = exits.recv().await {
+                    let Some(inner) = weak.upgrade() else { break };
+                    Manager { inner }.handle_exit(exit);
+                }
+            });
+        }
+        manager.restore().await;
+        Ok(manager)
+    }
+
+    /// The store (capability lookups, handlers, spec options).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The blob store shared with pull and push.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    fn exec_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.exec_root.join(id)
+    }
+
+    async fn restore(&self) {
+        let mut tasks = Vec::new();
+        for entry in self.inner.store.all() {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move { this.restore_one(entry).await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn restore_one(&self, entry: Arc<Entry>) {
+        let _op = entry.op.lock().await;
+        let record = entry.record();
+        let name = record.plugin.name.clone();
+        if !record.plugin.enabled {
+            return;
+        }
+        let alive = match self.inner.executor.restore(&entry.id, log_stdio(&entry.id)).await {
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+                false
+            }
+        };
+        if alive && self.inner.config.live_restore {
+            set_state(&entry, RunState::Starting, true);
+            let timeout = self.inner.config.start_timeout;
+            if let Err(e) = self.post_start(&entry, timeout).await {
+                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+            }
+            return;
+        }
+        if alive {
+            self.stop(&entry).await;
+        }
+        if let Err(e) = self.start(&entry, true, None).await {
+            tracing::error!(plugin = %name, error = %e, "failed to enable plugin");
+        }
+    }
+
+    /// Installs a plugin from a build context: a tar or tar.gz stream with `config.json` and
+    /// `rootfs/`. Returns the new plugin.
+    pub async fn create_from_context<R: Read + Send + 'static>(
+        &self,
+        context: R,
+        name: &str,
+    ) -> Result<Plugin, ManagerError> {
+        let _gc = self.inner.gc_lock.read().await;
+        let name = reference::normalize(name)
+            .map_err(|source| ManagerError::InvalidName { name: name.to_owned(), source })?;
+        if self.inner.store.name_taken(&name) {
+            return Err(ManagerError::AlreadyExists { name });
+        }
+        let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
+        let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
+        let blobs = self.inner.blobs.clone();
+        let staging2 = staging.clone();
+        let extracted =
+            tokio::task::spawn_blocking(move || context::extract(context, &staging2, &blobs))
+                .await
+                .map_err(|e| ManagerError::io("extract", &staging)(std::io::Error::other(e)))??;
+        let result = self.finish_create(&name, &staging, extracted);
+        if result.is_err() {
+            let _ = fsutil::remove_dir_if_exists(&staging);
+        }
+        let plugin = result?;
+        self.inner.events.publish(Event::Create(plugin.clone()));
+        Ok(plugin)
+    }
+
+    fn finish_create(
+        &self,
+        name: &str,
+        staging: &Path,
+        extracted: context::Extracted,
+    ) -> Result<Plugin, ManagerError> {
+        let mut config = PluginConfig::from_slice(&extracted.config).map_err(|e| match e {
+            dockplug_protocol::config::ConfigError::Json(j) => ManagerError::ConfigParse(j),
+            #[allow(unreachable_patterns)]
+            _ => ManagerError::ConfigParse(serde_json::Error::io(std::io::Error::other(
+                "invalid config",
+            ))),
+        })?;
+        config.rootfs = Some(PluginRootfs::layers([extracted.layer_digest.clone()]));
+        let config_blob = config.to_blob().map_err(ManagerError::ConfigParse)?;
+        let config_digest = self.inner.blobs.put(&config_blob)?;
+        let manifest = format!(
+            concat!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.docker.plugin.v1+json","digest":"{}","size":{}}},"#,
+                r#""layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{}","size":{}}}],"#,
+                r#""mediaType":"application/vnd.docker.distribution.manifest.v2+json"}}"#
+            ),
+            config_digest,
+            config_blob.len(),
+            extracted.layer_digest,
+            extracted.layer_size
+        );
+        let manifest_digest = self.inner.blobs.put(manifest.as_bytes())?;
+        if self.inner.store.name_taken(name) {
+            return Err(ManagerError::AlreadyExists { name: name.to_owned() });
+        }
+        let id = new_id()?;
+        let dir = self.inner.store.plugin_dir(&id);
+        let settings = PluginSettings::from_config(&config);
+        let record = Record {
+            plugin: Plugin {
+                config,
+                enabled: false,
+                id: id.clone(),
+                name: name.to_owned(),
+                // Persisted at once (Moby keeps it in memory until the next save).
+                plugin_reference: name.to_owned(),
+                settings,
+            },
+            rootfs: String::new(),
+            config: config_digest,
+            blobsums: Some(vec![extracted.layer_digest]),
+            manifest: manifest_digest,
+            swarm_service_id: String::new(),
+        };
+        let steps = || -> Result<(), ManagerError> {
+            fsutil::mkdir_all(&dir, 0o700).map_err(ManagerError::io("mkdir", &dir))?;
+            crate::failpoint::hit("create:after_mkdir", &dir)
+                .map_err(ManagerError::io("create", &dir))?;
+            let rootfs = dir.join("rootfs");
+            std::fs::rename(staging, &rootfs)
+                .map_err(ManagerError::io("rename rootfs to", &rootfs))?;
+            crate::failpoint::hit("create:after_rename", &dir)
+                .map_err(ManagerError::io("create", &dir))?;
+            self.inner.store.save(&record)
+        };
+        if let Err(e) = steps() {
+            if !crate::failpoint::is_crash(&e) {
+                let _ = fsutil::remove_dir_if_exists(&dir);
+            }
+            return Err(e);
+        }
+        let entry = Arc::new(Entry::new(record.clone(), 0));
+        if let Err(e) = self.inner.store.insert(entry) {
+            let _ = fsutil::remove_dir_if_exists(&dir);
+            return Err(e);
+        }
+        Ok(record.plugin)
+    }
+
+    /// Enables a plugin: generates its runtime spec, starts it through the executor, and
+    /// waits until its socket accepts connections. `timeout` bounds that wait (and becomes
+    /// the plugin's client timeout); `None` uses [`ManagerConfig::start_timeout`].
+    pub async fn enable(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Plugin, ManagerError> {
+        self.check_running()?;
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        if entry.removed.load(Ordering::SeqCst) {
+            return Err(ManagerError::NotFound { name: name.to_owned() });
+        }
+        self.start(&entry, false, timeout).await?;
+        let plugin = entry.snapshot();
+        self.inner.events.publish(Event::Enable(plugin.clone()));
+        Ok(plugin)
+    }
+
+    fn check_running(&self) -> Result<(), ManagerError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            Err(ManagerError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts a plugin; the caller holds its op lock.
+    async fn start(
+        &self,
+        entry: &Arc<Entry>,
+        force: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), ManagerError> {
+        let mut record = entry.record();
+        let name = record.plugin.name.clone();
+        if record.plugin.enabled && !force && entry.run_state() != RunState::Stopped {
+            return Err(ManagerError::AlreadyEnabled { name });
+        }
+        let dir = self.inner.store.plugin_dir(&entry.id);
+        let exec_dir = self.exec_dir(&entry.id);
+        let mut spec = spec::init_spec(
+            &record.plugin,
+            &spec::SpecPaths { plugin_dir: &dir, exec_dir: &exec_dir },
+        )?;
+        for opt in self.inner.store.spec_opts_for(&record.plugin) {
+            opt(&mut spec);
+        }
+        fsutil::mkdir_all(&exec_dir, 0o700).map_err(ManagerError::io("mkdir", &exec_dir))?;
+        if !record.plugin.config.propagated_mount.is_empty() {
+            let pm = dir.join("propagated-mount");
+            fsutil::mkdir_all(&pm, 0o755).map_err(ManagerError::io("mkdir", &pm))?;
+            if self.inner.config.share_propagated_mounts {
+                crate::mounts::make_rshared(&pm)
+                    .map_err(ManagerError::io("set up propagated mount dir", &pm))?;
+            }
+        }
+        init_layer(&dir.join("rootfs"))?;
+        let exits_before = *entry.exits.borrow();
+        set_state(entry, RunState::Starting, true);
+        if let Err(e) = self.inner.executor.create(&entry.id, spec, log_stdio(&entry.id)).await {
+            set_state(entry, RunState::Stopped, false);
+            return Err(e.into());
+        }
+        let deadline = timeout.unwrap_or(self.inner.config.start_timeout);
+        if let Ok(mut rt) = entry.runtime.lock() {
+            rt.timeout = timeout;
+            rt.started = Some(tokio::time::Instant::now());
+        }
+        let _ = exits_before;
+        self.post_start(entry, deadline).await?;
+        record.plugin.enabled = true;
+        record.rootfs = dir.join("rootfs").to_string_lossy().into_owned();
+        {
+            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
+            r.plugin.enabled = true;
+            r.rootfs = record.rootfs.clone();
+            record = r.clone();
+        }
+        self.inner.store.save(&record)?;
+        let pref = self.inner.store.plugin_ref(entry, &self.inner.config.exec_root);
+        for h in self.inner.store.handlers_for(&record.plugin) {
+            h(&pref);
+        }
+        Ok(())
+    }
+
+    /// Waits for the socket; on failure stops the plugin and marks it disabled.
+    async fn post_start(&self, entry: &Arc<Entry>, deadline: Duration) -> Result<(), ManagerError> {
+        let record = entry.record();
+        let socket_name = record.plugin.config.interface.socket.clone();
+        let name = record.plugin.name.clone();
+        let mut exits = entry.exits.subscribe();
+        exits.mark_unchanged();
+        let result = if socket_name.is_empty() {
+            Ok(())
+        } else {
+            let socket = self.exec_dir(&entry.id).join(&socket_name);
+            tokio::select! {
+                r = wait_for_socket(&socket, deadline) => r.map_err(|()| ManagerError::SocketTimeout {
+                    name: name.clone(),
+                    socket: socket.clone(),
+                    seconds: deadline.as_secs_f64(),
+                }),
+                _ = exits.changed() => Err(ManagerError::ExitedWhileStarting { name: name.clone() }),
+            }
+        };
+        match result {
+            Ok(()) => {
+                set_state(entry, RunState::Running, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.stop(entry).await;
+                if let Ok(mut r) = entry.record.lock() {
+                    r.plugin.enabled = false;
+                }
+                let record = entry.record();
+                if let Err(save) = self.inner.store.save(&record) {
+                    tracing::warn!(plugin = %name, error = %save, "failed to save plugin state");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a plugin: `SIGTERM`, wait, `SIGKILL`, wait (Moby's shutdown of one plugin).
+    async fn stop(&self, entry: &Arc<Entry>) {
+        let mut exits = entry.exits.subscribe();
+        exits.mark_unchanged();
+        if let Ok(mut rt) = entry.runtime.lock() {
+            rt.restart = false;
+            if matches!(rt.state, RunState::Restarting { .. }) {
+                rt.state = RunState::Stopped;
+                return;
+            }
+        }
+        let id = &entry.id;
+        let timeout = self.inner.config.stop_timeout;
+        match self.inner.executor.is_running(id).await {
+            Ok(false) | Err(_) => {
+                set_state(entry, RunState::Stopped, false);
+                return;
+            }
+            Ok(true) => {}
+        }
+        if let Err(e) = self.inner.executor.signal(id, Signal::Term).await {
+            tracing::error!(plugin = %id, error = %e, "sending SIGTERM to plugin failed");
+            set_state(entry, RunState::Stopped, false);
+            return;
+        }
+        if tokio::time::timeout(timeout, exits.changed()).await.is_err() {
+            tracing::debug!(plugin = %id, "plugin did not stop on SIGTERM, sending SIGKILL");
+            if let Err(e) = self.inner.executor.signal(id, Signal::Kill).await {
+                tracing::error!(plugin = %id, error = %e, "sending SIGKILL to plugin failed");
+            } else if tokio::time::timeout(timeout, exits.changed()).await.is_err() {
+                tracing::warn!(plugin = %id, "Force shutdown plugin FAILED");
+            }
+        }
+        set_state(entry, RunState::Stopped, false);
+    }
+
+    /// Called for every exit the executor reports.
+    fn handle_exit(&self, exit: Exit) {
+        let Ok(entry) = self.inner.store.resolve(&exit.id) else {
+            tracing::warn!(plugin = %exit.id, "exit of an unknown plugin");
+            return;
+        };
+        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
+        let policy = self.inner.config.restart;
+        let restart = {
+            let Ok(mut rt) = entry.runtime.lock() else { return };
+            let restart = rt.restart && !self.inner.shutting_down.load(Ordering::SeqCst);
+            if restart {
+                let stable = rt.started.map(|s| s.elapsed() >= policy.stable).unwrap_or(false);
+                if stable {
+                    rt.attempts = 0;
+                }
+                let attempt = rt.attempts;
+                if policy.max_attempts.is_some_and(|m| attempt >= m) {
+                    rt.state = RunState::Stopped;
+                    rt.restart = false;
+                    tracing::error!(plugin = %exit.id, attempts = attempt, "plugin keeps crashing, giving up");
+                    None
+                } else {
+                    rt.attempts += 1;
+                    rt.state = RunState::Restarting { attempt: attempt + 1 };
+                    Some(policy.delay(attempt))
+                }
+            } else {
+                rt.state = RunState::Stopped;
+                None
+            }
+        };
+        entry.exits.send_modify(|n| *n += 1);
+        if let Some(delay) = restart {
+            tracing::warn!(plugin = %exit.id, exit_code = ?exit.exit_code, delay_ms = delay.as_millis() as u64, "plugin exited, restarting");
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = entry.op.lock().await;
+                let still = matches!(entry.run_state(), RunState::Restarting { .. })
+                    && entry.enabled()
+                    && !entry.removed.load(Ordering::SeqCst);
+                if !still || this.check_running().is_err() {
+                    return;
+                }
+                let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
+                if let Err(e) = this.start(&entry, true, timeout).await {
+                    tracing::error!(plugin = %entry.id, error = %e, "restart of plugin failed");
+                }
+            });
+        }
+    }
+
+    /// Disables a plugin; refused while it is in use unless `force`.
+    pub async fn disable(&self, name: &str, force: bool) -> Result<Plugin, ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        let pname = entry.name();
+        if !force && entry.refcount() > 0 {
+            return Err(ManagerError::InUse { name: pname });
+        }
+        if !entry.enabled() {
+            return Err(ManagerError::AlreadyDisabled { name: pname });
+        }
+        self.stop(&entry).await;
+        let record = {
+            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
+            r.plugin.enabled = false;
+            r.clone()
+        };
+        self.inner.store.save(&record)?;
+        let plugin = entry.snapshot();
+        self.inner.events.publish(Event::Disable(plugin.clone()));
+        Ok(plugin)
+    }
+
+    /// Removes a plugin; refused while in use or enabled unless `force`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        if entry.removed.load(Ordering::SeqCst) {
+            return Err(ManagerError::NotFound { name: name.to_owned() });
+        }
+        let pname = entry.name();
+        if !force {
+            if entry.refcount() > 0 {
+                return Err(ManagerError::InUse { name: pname });
+            }
+            if entry.enabled() {
+                return Err(ManagerError::Enabled { name: pname });
+            }
+        }
+        if entry.enabled() || entry.run_state() != RunState::Stopped {
+            self.stop(&entry).await;
+            if let Ok(mut r) = entry.record.lock() {
+                r.plugin.enabled = false;
+            }
+        }
+        let dir = self.inner.store.plugin_dir(&entry.id);
+        crate::mounts::unmount_all_under(&dir);
+        fsutil::atomic_remove_all(&dir).map_err(ManagerError::io("remove", &dir))?;
+        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
+        entry.removed.store(true, Ordering::SeqCst);
+        self.inner.store.remove(&entry.id);
+        let plugin = entry.snapshot();
+        self.inner.events.publish(Event::Remove(plugin));
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.gc().await {
+                tracing::warn!(error = %e, "plugin blob gc failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Changes settings: `NAME=value` (env, args), `mount.source=/path`, `device.path=/dev/x`.
+    /// All or nothing; refused while the plugin is enabled.
+    pub async fn set(&self, name: &str, args: &[String]) -> Result<(), ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        let mut record = entry.record();
+        settable::apply(&mut record.plugin, args)?;
+        self.inner.store.save(&record)?;
+        if let Ok(mut r) = entry.record.lock() {
+            *r = record;
+        }
+        Ok(())
+    }
+
+    /// The plugin's API object.
+    pub fn inspect(&self, name: &str) -> Result<Plugin, ManagerError> {
+        Ok(self.inner.store.resolve(name)?.snapshot())
+    }
+
+    /// The run state of a plugin (what `Enabled` alone cannot say).
+    pub fn state(&self, name: &str) -> Result<RunState, ManagerError> {
+        Ok(self.inner.store.resolve(name)?.run_state())
+    }
+
+    /// Every plugin matching `filter`, sorted by name.
+    pub fn list(&self, filter: &PluginListFilter) -> Vec<Plugin> {
+        let mut out: Vec<Plugin> = self
+            .inner
+            .store
+            .all()
+            .iter()
+            .map(|e| e.snapshot())
+            .filter(|p| filter.matches(p))
+            .collect();
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The privileges a plugin needs.
+    pub fn privileges(&self, name: &str) -> Result<Vec<PluginPrivilege>, ManagerError> {
+        Ok(compute_privileges(&self.inner.store.resolve(name)?.record().plugin.config))
+    }
+
+    /// Checks `granted` against what `config` requires (for pull and upgrade).
+    pub fn validate_privileges(
+        config: &PluginConfig,
+        granted: &[PluginPrivilege],
+    ) -> Result<(), ManagerError> {
+        Ok(validate_privileges(&compute_privileges(config), granted)?)
+    }
+
+    /// Moby's `Store.Get` (capability lookup with reference counting).
+    pub fn get(
+        &self,
+        name: &str,
+        capability: &str,
+        mode: LookupMode,
+    ) -> Result<PluginRef, ManagerError> {
+        self.inner.store.get(name, capability, mode, &self.inner.config.exec_root)
+    }
+
+    /// Enabled plugins that declare `docker.<capability>`.
+    pub fn get_all_by_capability(&self, capability: &str) -> Vec<PluginRef> {
+        self.inner
+            .store
+            .enabled_with_cap(capability)
+            .iter()
+            .map(|e| self.inner.store.plugin_ref(e, &self.inner.config.exec_root))
+            .collect()
+    }
+
+    /// Registers a callback for plugins declaring `docker.<capability>/1.0`: called at each
+    /// enable, and now for every such plugin already enabled.
+    pub fn handle(&self, capability: &str, handler: impl Fn(&PluginRef) + Send + Sync + 'static) {
+        let handler: Handler = Arc::new(handler);
+        self.inner.store.add_handler(capability, handler.clone());
+        for e in self.inner.store.enabled_with_cap(capability) {
+            let types = e.record().plugin.config.interface.types().to_vec();
+            let key = format!("docker.{}/1.0", capability.to_lowercase());
+            if types.iter().any(|t| t.to_string() == key) && e.run_state() == RunState::Running {
+                handler(&self.inner.store.plugin_ref(&e, &self.inner.config.exec_root));
+            }
+        }
+    }
+
+    /// Registers a runtime-spec change for plugins declaring `docker.<capability>/1.0`. It
+    /// applies to every later start, including plugins that already exist.
+    pub fn register_runtime_opt(
+        &self,
+        capability: &str,
+        opt: impl Fn(&mut oci_spec::runtime::Spec) + Send + Sync + 'static,
+    ) {
+        let opt: SpecOpt = Arc::new(opt);
+        self.inner.store.add_spec_opt(capability, opt);
+    }
+
+    /// Subscribes to events. `filters: None` delivers everything; `Some(vec![])` nothing.
+    /// At most `buffer` events wait; beyond that the subscriber gets a
+    /// [`Delivery::Missed`](crate::Delivery::Missed) count instead.
+    pub fn subscribe(
+        &self,
+        buffer: usize,
+        filters: Option<Vec<EventFilter>>,
+    ) -> (Subscription, CancelHandle) {
+        self.inner.events.subscribe(buffer, filters)
+    }
+
+    /// Stops every running plugin (they stay enabled on disk and come back at the next
+    /// start), unless live-restore keeps them running.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        if self.inner.config.live_restore {
+            return;
+        }
+        let mut tasks = Vec::new();
+        for entry in self.inner.store.all() {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let _op = entry.op.lock().await;
+                if entry.run_state() != RunState::Stopped {
+                    this.stop(&entry).await;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Deletes every blob no plugin references; returns the deleted digests.
+    pub async fn gc(&self) -> Result<Vec<String>, ManagerError> {
+        let _w = self.inner.gc_lock.write().await;
+        let mut keep = HashSet::new();
+        for e in self.inner.store.all() {
+            let r = e.record();
+            keep.insert(r.config);
+            keep.insert(r.manifest);
+            keep.extend(r.blobsums.unwrap_or_default());
+        }
+        let blobs = self.inner.blobs.clone();
+        let deleted = tokio::task::spawn_blocking(move || blobs.gc(&keep))
+            .await
+            .map_err(|e| ManagerError::io("gc", PathBuf::new())(std::io::Error::other(e)))??;
+        Ok(deleted)
+    }
+}
+
+fn set_state(entry: &Entry, state: RunState, restart: bool) {
+    if let Ok(mut rt) = entry.runtime.lock() {
+        rt.state = state;
+        rt.restart = restart;
+    }
+}
+
+/// Waits until `socket` exists and accepts a connection, or `deadline` passes.
+///
+/// Polling, not inotify: the socket appears inside a directory that is bind-mounted into the
+/// plugin's mount namespace, where inotify events are not reliable across all set-ups, and a
+/// poll every few milliseconds (growing to 50 ms) costs nothing next to a process start. It
+/// returns as soon as the plugin listens, instead of Moby's fixed 500 ms sleep.
+async fn wait_for_socket(socket: &Path, deadline: Duration) -> Result<(), ()> {
+    let start = tokio::time::Instant::now();
+    let mut interval = Duration::from_millis(2);
+    loop {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() >= deadline {
+            return Err(());
+        }
+        let left = deadline.saturating_sub(start.elapsed());
+        tokio::time::sleep(interval.min(left)).await;
+        interval = (interval * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,168 @@
+//! A test executor: "runs" a plugin as a tokio task that serves its unix socket.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use oci_spec::runtime::Spec;
+
+use crate::executor::{
+    exit_channel, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, PluginStdio, Signal,
+};
+
+struct Task {
+    socket: Option<PathBuf>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    tasks: HashMap<String, Task>,
+    /// Every spec given to create, in order.
+    pub specs: Vec<(String, Spec)>,
+    /// Signals received.
+    pub signals: Vec<(String, Signal)>,
+    /// IDs whose create fails.
+    pub fail_create: HashSet<String>,
+    /// Fail every create.
+    pub fail_all_creates: bool,
+    /// IDs that never open their socket.
+    pub no_socket: HashSet<String>,
+    /// IDs that ignore SIGTERM.
+    pub ignore_term: HashSet<String>,
+    /// IDs reported alive by restore.
+    pub alive_on_restore: HashSet<String>,
+    /// Restores asked.
+    pub restores: Vec<String>,
+}
+
+/// Cloneable so a test keeps a handle after giving one to the manager.
+#[derive(Clone)]
+pub(crate) struct TestExecutor {
+    pub socket_name: String,
+    pub state: Arc<Mutex<State>>,
+    exits: ExitSender,
+    rx: Arc<Mutex<Option<ExitReceiver>>>,
+}
+
+impl TestExecutor {
+    pub(crate) fn new() -> Self {
+        let (exits, rx) = exit_channel();
+        Self {
+            socket_name: "plugin.sock".into(),
+            state: Arc::default(),
+            exits,
+            rx: Arc::new(Mutex::new(Some(rx))),
+        }
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub(crate) fn running(&self, id: &str) -> bool {
+        self.state().tasks.contains_key(id)
+    }
+
+    /// The plugin process dies.
+    pub(crate) fn crash(&self, id: &str) {
+        self.stop(id, Some(139));
+    }
+
+    fn stop(&self, id: &str, code: Option<u32>) {
+        let task = self.state().tasks.remove(id);
+        if let Some(t) = task {
+            if let Some(s) = t.server {
+                s.abort();
+            }
+            if let Some(p) = t.socket {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = self.exits.send(Exit::new(id, code));
+        }
+    }
+
+    fn start(&self, id: &str, exec_dir: Option<PathBuf>) -> Result<(), ExecutorError> {
+        let serve = !self.state().no_socket.contains(id);
+        let mut task = Task { socket: None, server: None };
+        if let (true, Some(dir)) = (serve, exec_dir) {
+            let path = dir.join(&self.socket_name);
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path)
+                .map_err(|e| ExecutorError::backend(id, "create", e))?;
+            task.socket = Some(path);
+            task.server = Some(tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    drop(conn);
+                }
+            }));
+        }
+        self.state().tasks.insert(id.to_owned(), task);
+        Ok(())
+    }
+}
+
+fn exec_dir_of(spec: &Spec) -> Option<PathBuf> {
+    spec.mounts()
+        .as_ref()?
+        .iter()
+        .find(|m| m.destination() == &PathBuf::from("/run/docker/plugins"))
+        .and_then(|m| m.source().clone())
+}
+
+impl Executor for TestExecutor {
+    async fn create(&self, id: &str, spec: Spec, _stdio: PluginStdio) -> Result<(), ExecutorError> {
+        {
+            let mut st = self.state();
+            st.specs.push((id.to_owned(), spec.clone()));
+            if st.fail_all_creates || st.fail_create.contains(id) {
+                return Err(ExecutorError::backend(id, "create", "injected create failure"));
+            }
+        }
+        self.stop(id, None);
+        self.start(id, exec_dir_of(&spec))
+    }
+
+    async fn restore(&self, id: &str, _stdio: PluginStdio) -> Result<bool, ExecutorError> {
+        let alive = {
+            let mut st = self.state();
+            st.restores.push(id.to_owned());
+            st.alive_on_restore.contains(id)
+        };
+        Ok(alive)
+    }
+
+    async fn is_running(&self, id: &str) -> Result<bool, ExecutorError> {
+        if self.running(id) {
+            Ok(true)
+        } else {
+            Err(ExecutorError::NotFound { id: id.to_owned() })
+        }
+    }
+
+    async fn signal(&self, id: &str, signal: Signal) -> Result<(), ExecutorError> {
+        let ignore = {
+            let mut st = self.state();
+            if !st.tasks.contains_key(id) {
+                return Err(ExecutorError::NotFound { id: id.to_owned() });
+            }
+            st.signals.push((id.to_owned(), signal));
+            signal == Signal::Term && st.ignore_term.contains(id)
+        };
+        if !ignore {
+            self.stop(id, Some(128 + signal.number() as u32));
+        }
+        Ok(())
+    }
+
+    fn take_exits(&self) -> Option<ExitReceiver> {
+        self.rx.lock().ok()?.take()
+    }
+}
+
+impl TestExecutor {
+    /// Marks a plugin as running without a socket server (for restore tests).
+    pub(crate) fn pretend_running(&self, id: &str) {
+        self.state().tasks.insert(id.to_owned(), Task { socket: None, server: None });
+    }
+}
