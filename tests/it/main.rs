@@ -4,3 +4,4 @@
 mod containerd;
 mod layering;
 mod support;
+mod v1;

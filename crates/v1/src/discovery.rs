@@ -48,6 +48,12 @@ pub enum DiscoveryError {
         #[source]
         source: std::io::Error,
     },
+    /// A spec path is not a regular file (a directory, a FIFO, a device).
+    #[error("spec file {path:?} is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// A spec file is larger than [`MAX_SPEC_BYTES`].
     #[error("spec file {path:?} is larger than {limit} bytes")]
     TooLarge {
@@ -88,8 +94,17 @@ pub struct PluginSpec {
     pub tls: Option<TlsOptions>,
     /// The socket or spec file found.
     pub source: PathBuf,
-    /// For a socket: its inode, so a re-created socket is told apart from a stale one.
-    pub socket_inode: Option<u64>,
+    /// For a socket: its identity, so a re-created socket is told apart from a stale one.
+    pub socket_id: Option<SocketId>,
+}
+
+/// The identity of a socket file (inode and change time): a socket re-created at the same
+/// path has a different one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketId {
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
 }
 
 /// The directories v1 plugins are discovered in.
@@ -215,7 +230,11 @@ impl LocalRegistry {
                     addr,
                     tls: Some(TlsOptions::insecure()),
                     source: path,
-                    socket_inode: Some(meta.ino()),
+                    socket_id: Some(SocketId {
+                        ino: meta.ino(),
+                        ctime: meta.ctime(),
+                        ctime_nsec: meta.ctime_nsec(),
+                    }),
                 });
             }
         }
@@ -227,8 +246,10 @@ impl LocalRegistry {
                 dir.join(name).join(format!("{name}.json")),
             ];
             for path in candidates {
-                if stat(&path)?.is_none() {
-                    continue;
+                let Some(meta) = stat(&path)? else { continue };
+                // Opening a FIFO would block: only regular files are read.
+                if !meta.is_file() {
+                    return Err(DiscoveryError::NotAFile { path });
                 }
                 let text = read_spec(&path)?;
                 let is_json = path.extension().is_some_and(|e| e == "json");
@@ -245,7 +266,7 @@ impl LocalRegistry {
                     addr,
                     tls,
                     source: path,
-                    socket_inode: None,
+                    socket_id: None,
                 });
             }
         }

@@ -41,7 +41,7 @@ pub use address::{Address, AddressError};
 pub use client::{
     ByteStream, CallError, CallOptions, Client, ClientBuilder, ClientError, RetryPolicy,
 };
-pub use discovery::{DiscoveryError, LocalRegistry, PluginSpec};
+pub use discovery::{DiscoveryError, LocalRegistry, PluginSpec, SocketId};
 pub use plugin::{Plugin, PluginOptions};
 pub use registry::{Registry, RegistryConfig};
 pub use tls::{TlsError, TlsOptions};

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 
 use crate::address::Address;
 use crate::client::{CallError, CallOptions, Client, ClientError, RetryPolicy};
-use crate::discovery::PluginSpec;
+use crate::discovery::{PluginSpec, SocketId};
 use crate::tls::TlsOptions;
 
 /// How a plugin's client is set up and how long activation may take.
@@ -65,7 +65,7 @@ pub struct Plugin {
     addr: Address,
     tls: Option<TlsOptions>,
     source: Option<PathBuf>,
-    pub(crate) socket_inode: Option<u64>,
+    pub(crate) socket_id: Option<SocketId>,
     client: Client,
     activate_timeout: Option<Duration>,
     activation: OnceCell<Result<Manifest, Arc<CallError>>>,
@@ -81,7 +81,7 @@ impl Plugin {
 
     /// The plugin a discovery result describes.
     pub fn from_spec(spec: PluginSpec, opts: PluginOptions) -> Result<Plugin, ClientError> {
-        Self::build(spec.name, spec.addr, spec.tls, Some(spec.source), spec.socket_inode, opts)
+        Self::build(spec.name, spec.addr, spec.tls, Some(spec.source), spec.socket_id, opts)
     }
 
     fn build(
@@ -89,7 +89,7 @@ impl Plugin {
         addr: Address,
         tls: Option<TlsOptions>,
         source: Option<PathBuf>,
-        socket_inode: Option<u64>,
+        socket_id: Option<SocketId>,
         opts: PluginOptions,
     ) -> Result<Plugin, ClientError> {
         let client = Client::builder(addr.clone())
@@ -102,7 +102,7 @@ impl Plugin {
             addr,
             tls,
             source,
-            socket_inode,
+            socket_id,
             client,
             activate_timeout: opts.activate_timeout,
             activation: OnceCell::new(),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::client::CallError;
-use crate::discovery::{DiscoveryError, LocalRegistry};
+use crate::discovery::{DiscoveryError, LocalRegistry, SocketId};
 use crate::plugin::{Plugin, PluginOptions};
 use crate::Error;
 
@@ -75,7 +75,7 @@ struct State {
 
 struct Dead {
     until: Instant,
-    inode: Option<u64>,
+    id: Option<SocketId>,
 }
 
 /// The v1 plugins of one caller: discovery, the activated plugins, and interface handlers.
@@ -197,7 +197,7 @@ impl Registry {
         {
             let state = self.lock();
             if let Some(dead) = state.dead.get(spec.addr.as_str()) {
-                if dead.until > Instant::now() && dead.inode == spec.socket_inode {
+                if dead.until > Instant::now() && dead.id == spec.socket_id {
                     return Err(Error::Unavailable {
                         name: name.to_owned(),
                         addr: spec.addr.to_string(),
@@ -257,7 +257,7 @@ impl Registry {
             state.dead.retain(|_, d| d.until > now);
             state.dead.insert(
                 plugin.addr().to_string(),
-                Dead { until: now + self.config.dead_for, inode: plugin.socket_inode },
+                Dead { until: now + self.config.dead_for, id: plugin.socket_id },
             );
         }
     }

@@ -1,0 +1,22 @@
+//! dockplug-v1 against in-process plugin servers on temp-dir sockets and loopback ports:
+//! Moby's `pkg/plugins` tests (behaviour reference §8.1) and hostile input.
+
+mod client;
+mod discovery;
+mod hostile;
+mod registry;
+pub mod server;
+
+use std::time::Duration;
+
+use dockplug_v1::RetryPolicy;
+
+/// A retry schedule short enough for tests: 10, 20, 40, 80 ms, give up at 200 ms.
+pub fn quick_retry() -> RetryPolicy {
+    RetryPolicy::new(Duration::from_millis(10), Duration::from_millis(200))
+}
+
+/// A temp dir with a short path (unix socket paths are limited to 107 bytes).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("dp-v1-").tempdir_in("/tmp").unwrap()
+}
