@@ -12,7 +12,7 @@ use std::str::FromStr;
 #[error("unknown {subsystem} method {name:?}")]
 #[non_exhaustive]
 pub struct UnknownMethod {
-    /// The endpoint prefix searched (`VolumeDriver`, ...), or `plugin` for [`Subsystem`].
+    /// The endpoint prefix searched (`VolumeDriver`, ...).
     pub subsystem: &'static str,
     /// The rejected name.
     pub name: String,
@@ -22,6 +22,15 @@ impl UnknownMethod {
     pub(crate) fn new(subsystem: &'static str, name: &str) -> Self {
         Self { subsystem, name: name.to_owned() }
     }
+}
+
+/// A name that is not a v1 `Implements` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown plugin subsystem {name:?}")]
+#[non_exhaustive]
+pub struct UnknownSubsystem {
+    /// The rejected name.
+    pub name: String,
 }
 
 /// Strip a leading `/` and a `?query` from a request path: `/GraphDriver.ApplyDiff?id=x`
@@ -194,10 +203,10 @@ impl fmt::Display for Subsystem {
 }
 
 impl FromStr for Subsystem {
-    type Err = UnknownMethod;
+    type Err = UnknownSubsystem;
     /// Parse an `Implements` entry (case-sensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_implements(s).ok_or_else(|| UnknownMethod::new("plugin", s))
+        Self::from_implements(s).ok_or_else(|| UnknownSubsystem { name: s.to_owned() })
     }
 }
 
@@ -217,5 +226,7 @@ mod tests {
         );
         assert_eq!(Subsystem::of_path("/Plugin.Activate"), None);
         assert_eq!(Subsystem::of_path("nodot"), None);
+        let err = "volumedriver".parse::<Subsystem>().unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown plugin subsystem "volumedriver""#);
     }
 }
