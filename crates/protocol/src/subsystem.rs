@@ -98,6 +98,75 @@ macro_rules! methods {
 }
 pub(crate) use methods;
 
+/// The error a 200 reply carries, read the way the daemon reads it.
+///
+/// Most subsystems use `Err`; IPAM uses `Error`; authz ignores `Err` in a 200 reply (only
+/// `Allow` decides); metrics replies are never read.
+///
+/// ```
+/// use dockplug_protocol::subsystem::Reply;
+/// use dockplug_protocol::{authz, ipam, volume};
+/// let r: volume::MountResponse = serde_json::from_str(r#"{"Err":"busy"}"#)?;
+/// assert_eq!(r.error(), Some("busy"));
+/// let r: ipam::RequestAddressResponse = serde_json::from_str(r#"{"Err":"x"}"#)?;
+/// assert_eq!(r.error(), None);
+/// let r: authz::Response = serde_json::from_str(r#"{"Allow":true,"Err":"x"}"#)?;
+/// assert_eq!(r.error(), None);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub trait Reply {
+    /// The error message, or `None` when the reply means success.
+    fn error(&self) -> Option<&str>;
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+macro_rules! reply_field {
+    ($field:ident: $($t:ty),+ $(,)?) => {$(
+        impl Reply for $t {
+            fn error(&self) -> Option<&str> {
+                non_empty(&self.$field)
+            }
+        }
+    )+};
+}
+
+reply_field!(err:
+    crate::ErrorBody,
+    crate::volume::MountResponse,
+    crate::volume::GetResponse,
+    crate::volume::ListResponse,
+    crate::volume::CapabilitiesResponse,
+    crate::network::CapabilitiesResponse,
+    crate::network::ErrResponse,
+    crate::network::GwAllocCheckResponse,
+    crate::network::AllocateNetworkResponse,
+    crate::network::CreateEndpointResponse,
+    crate::network::EndpointInfoResponse,
+    crate::network::JoinResponse,
+    crate::log::CapabilitiesResponse,
+    crate::secrets::GetSecretResponse,
+    crate::graph::Response,
+);
+
+reply_field!(error:
+    crate::ipam::ErrResponse,
+    crate::ipam::FailureBody,
+    crate::ipam::CapabilitiesResponse,
+    crate::ipam::AddressSpacesResponse,
+    crate::ipam::RequestPoolResponse,
+    crate::ipam::RequestAddressResponse,
+);
+
+impl Reply for crate::authz::Response {
+    /// Always `None`: the daemon ignores `Err` in a 200 reply.
+    fn error(&self) -> Option<&str> {
+        None
+    }
+}
+
 /// A v1 plugin subsystem.
 ///
 /// ```
