@@ -79,18 +79,28 @@ impl serde_json::ser::Formatter for GoFormatter {
     ) -> io::Result<()> {
         let bytes = fragment.as_bytes();
         let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escaped: &[u8] = match c {
-                '<' => b"\\u003c",
-                '>' => b"\\u003e",
-                '&' => b"\\u0026",
-                '\u{2028}' => b"\\u2028",
-                '\u{2029}' => b"\\u2029",
-                _ => continue,
+        let mut i = 0;
+        while i < bytes.len() {
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+            let (escaped, len): (&[u8], usize) = match bytes[i] {
+                b'<' => (b"\\u003c", 1),
+                b'>' => (b"\\u003e", 1),
+                b'&' => (b"\\u0026", 1),
+                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => {
+                    (b"\\u2028", 3)
+                }
+                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => {
+                    (b"\\u2029", 3)
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
             writer.write_all(&bytes[start..i])?;
             writer.write_all(escaped)?;
-            start = i + c.len_utf8();
+            i += len;
+            start = i;
         }
         writer.write_all(&bytes[start..])
     }
