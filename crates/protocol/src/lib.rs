@@ -16,10 +16,10 @@
 //! Engine API objects ([`Plugin`], its settings, [`PluginPrivilege`]), interface types and
 //! capabilities ([`interface`]), the list filters ([`filters`]), the progress stream
 //! ([`progress`]), the `X-Registry-Auth` header ([`auth`]), the registry manifest
-//! ([`registry`]) and the small print of the Engine API routes ([`engine`]). These are read
-//! and written the way dockerd's Go code does ([`gojson`]): keys matched case-insensitively,
-//! `null` read as the zero value, unknown keys dropped, and output byte for byte what dockerd
-//! writes.
+//! ([`registry`]), the `/events` messages ([`events`]) and the small print of the Engine API
+//! routes ([`engine`]). These are read and written the way dockerd's Go code does
+//! ([`gojson`]): keys matched case-insensitively, `null` read as the zero value, unknown keys
+//! dropped, and output byte for byte what dockerd writes.
 //!
 //! **Architecture invariant:** this crate performs no I/O and never depends on tokio, hyper,
 //! tonic or any async runtime. A caller who only needs the types pays for serde alone. The
@@ -45,6 +45,7 @@ pub mod volume;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod filters;
 pub mod gojson;
 pub mod interface;
