@@ -16,6 +16,10 @@
 //!   bytes, and so the same digest, as the one dockerd writes. Key order is the declaration
 //!   order of the Rust struct, which follows the Go struct's.
 //!
+//! Where we differ from Go on purpose: invalid UTF-8 and lone surrogate escapes (`"\ud800"`)
+//! are errors instead of being replaced by U+FFFD, and nesting deeper than 128 levels in a
+//! kept value is an error (Go allows 10000). Neither occurs in what Docker writes.
+//!
 //! Every struct in this crate that dockerd decodes with Go semantics implements
 //! `Deserialize` through [`FoldDe`]-style decoding (the crate-internal `go_json!` macro): plain
 //! `serde_json::from_str` on those types already behaves like Go. The field names come from

@@ -359,3 +359,68 @@ fn pushed_manifests_are_byte_exact() {
     let m: ImageManifest = serde_json::from_str(&golden("registry-manifest-rich.json")).unwrap();
     assert_eq!(m.config.size, golden("registry-config-rich.json").len() as i64);
 }
+
+/// Unknown keys are read past and not written back, as dockerd's typed decode drops them.
+#[test]
+fn unknown_keys_are_dropped() {
+    let c: PluginConfig = serde_json::from_str(
+        r#"{"Description":"d","Extra":{"deep":[1,{"x":null}]},"Interface":{"Socket":"s","Future":true},"x-y":1}"#,
+    )
+    .unwrap();
+    let printed = gojson::to_string(&c).unwrap();
+    assert!(!printed.contains("Extra") && !printed.contains("Future") && !printed.contains("x-y"));
+    assert_eq!(c.description, "d");
+    assert_eq!(c.interface.socket, "s");
+}
+
+/// Hostile input: golden files with random bytes changed, cut or duplicated never panic, and
+/// whatever parses prints to something that parses to the same value.
+#[test]
+fn mutated_golden_files_never_panic() {
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let files = [
+        "engine-plugin-inspect-rich-settings.json",
+        "plugin-config-rich.json",
+        "engine-plugin-privileges.json",
+        "plugin-push-manifest.json",
+    ];
+    let alphabet = br#"{}[]":,nul0-9aA\ tfe."#;
+    let mut parsed = 0;
+    for round in 0..1_200 {
+        let mut bytes = golden(files[round % files.len()]).into_bytes();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % bytes.len();
+            match next() % 3 {
+                0 => bytes[i] = alphabet[(next() as usize) % alphabet.len()],
+                1 => {
+                    bytes.remove(i);
+                }
+                _ => {
+                    let end = (i + (next() as usize) % 16).min(bytes.len());
+                    let chunk = bytes[i..end].to_vec();
+                    bytes.splice(i..i, chunk);
+                }
+            }
+        }
+        parsed += usize::from(check_mutant::<Plugin>(&bytes));
+        parsed += usize::from(check_mutant::<PluginConfig>(&bytes));
+        parsed += usize::from(check_mutant::<Vec<PluginPrivilege>>(&bytes));
+        parsed += usize::from(check_mutant::<dockplug_protocol::registry::ImageManifest>(&bytes));
+    }
+    // Some mutants must have parsed, or the property above was never exercised.
+    assert!(parsed > 100, "only {parsed} mutants parsed");
+}
+
+fn check_mutant<T: Serialize + DeserializeOwned + PartialEq + Debug>(bytes: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<T>(bytes) else { return false };
+    let printed = gojson::to_vec(&v).unwrap();
+    let again: T = serde_json::from_slice(&printed).unwrap();
+    assert_eq!(again, v);
+    true
+}
