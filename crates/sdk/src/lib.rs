@@ -8,6 +8,12 @@
 //! | subsystem | trait | `Implements` |
 //! |-----------|-------|--------------|
 //! | volumes | [`VolumeDriver`] | `VolumeDriver` |
+//! | networks | [`NetworkDriver`] | `NetworkDriver` |
+//! | address management | [`IpamDriver`] | `IpamDriver` |
+//! | authorization | [`Authz`] | `authz` |
+//! | logging | [`LogDriver`] (and [`log::LogStream`] for the FIFO) | `LogDriver` |
+//! | metrics | [`MetricsCollector`] | `MetricsCollector` |
+//! | swarm secrets | [`SecretProvider`] | `secretprovider` |
 //!
 //! What the server guarantees, so a plugin is right on the first try:
 //! * success is exactly `200` with a JSON body (`{}` when there is nothing to say, never an
@@ -34,14 +40,26 @@
 //! never on the v1 client, the manager or containerd. It has no knowledge of any one plugin.
 //! **API boundary:** yes: plugin authors implement these traits.
 
+pub mod authz;
 mod error;
+pub mod ipam;
 mod listen;
+pub mod log;
+pub mod metrics;
+pub mod network;
 mod router;
+pub mod secrets;
 mod server;
 pub mod volume;
 
+pub use authz::Authz;
 pub use dockplug_protocol as protocol;
 pub use error::{PluginError, PluginResult, ServeError};
+pub use ipam::IpamDriver;
 pub use listen::{SpecFile, TcpListen, UnixListen};
+pub use log::LogDriver;
+pub use metrics::MetricsCollector;
+pub use network::NetworkDriver;
+pub use secrets::SecretProvider;
 pub use server::{Address, Plugin, PluginBuilder, Server};
 pub use volume::VolumeDriver;

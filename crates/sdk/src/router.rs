@@ -40,7 +40,6 @@ pub(crate) enum ErrorKey {
 /// A reply body: a whole JSON document, or a stream of chunks (LogDriver.ReadLogs).
 pub(crate) enum ReplyBody {
     Full(Bytes),
-    #[allow(dead_code)] // LogDriver.ReadLogs
     Stream(mpsc::Receiver<Bytes>),
 }
 
@@ -83,7 +82,6 @@ impl Reply {
     }
 
     /// A 200 reply whose body is streamed from `rx`.
-    #[allow(dead_code)] // LogDriver.ReadLogs
     pub(crate) fn stream(rx: mpsc::Receiver<Bytes>) -> Reply {
         Reply { status: StatusCode::OK, body: ReplyBody::Stream(rx) }
     }
