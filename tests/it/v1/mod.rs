@@ -1,6 +1,7 @@
 //! dockplug-v1 against in-process plugin servers on temp-dir sockets and loopback ports:
 //! Moby's `pkg/plugins` tests (behaviour reference §8.1) and hostile input.
 
+mod cli;
 mod client;
 mod discovery;
 mod hostile;
