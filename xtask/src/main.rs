@@ -7,7 +7,9 @@
 //! |------|--------------|
 //! | `ci` | install prerequisites, then fmt, clippy (`-D warnings`), the whole test suite, docs (`-D warnings`), cargo-deny |
 //! | `setup` | install prerequisites only |
+//! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 
+mod bench;
 mod setup;
 
 use anyhow::{bail, Result};
@@ -18,6 +20,7 @@ fn main() -> Result<()> {
     match task {
         "ci" => ci(),
         "setup" => setup::all(),
+        "bench" => bench::run(&args[1..]),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -30,7 +33,8 @@ const HELP: &str = "usage: cargo xtask <task>
 
 tasks:
   ci      install prerequisites, then fmt, clippy, tests, docs, cargo-deny
-  setup   install prerequisites only";
+  setup   install prerequisites only
+  bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)";
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
