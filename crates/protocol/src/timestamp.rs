@@ -3,7 +3,9 @@
 //! The daemon encodes a `time.Time` as an RFC 3339 string with nanoseconds and decodes one
 //! strictly: `""` is an error, `null` leaves the zero time. [`Timestamp`] keeps the text as
 //! it came (so a value prints back exactly as it was read) after checking it the way Go's
-//! parser does. We keep a validated string instead of pulling in a time crate: nothing in
+//! parser does (Go 1.20 and later, as current Moby is built; the Go 1.19 of dockerd 20.10
+//! also let through a `,` before the fraction and offsets like `+24:00`, which we refuse).
+//! Fraction digits past the ninth are accepted and ignored, as in Go. We keep a validated string instead of pulling in a time crate: nothing in
 //! the protocols computes with times except comparing log entries, which
 //! [`Timestamp::unix_nanos`] covers.
 
@@ -321,10 +323,27 @@ mod tests {
             "2024-05-01T12:00:00+24:00",
             "2024-05-01T12:00:00Zjunk",
             "２024-05-01T12:00:00Z",
+            // Accepted by Go 1.19 (dockerd 20.10), rejected since Go 1.20 (moby HEAD).
+            "2024-05-01T12:00:00,5Z",
+            "2024-05-01T12:00:00-00:60",
+            "2024-05-01t12:00:00Z",
+            "+2024-05-01T12:00:00Z",
+            "2024-5-01T12:00:00Z",
         ] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} should be rejected");
         }
         assert_eq!("".parse::<Timestamp>(), Err(TimestampError::Empty));
         assert!("2024-02-29T00:00:00Z".parse::<Timestamp>().is_ok());
+        // Values checked against Go's time.Time.UnmarshalJSON: extra fraction digits are
+        // truncated, offsets up to 23:59 are accepted.
+        let cases = [
+            ("2024-05-01T12:00:00.1234567891Z", 1_714_564_800_123_456_789_i128),
+            ("2024-05-01T12:00:00+23:59", 1_714_478_460_000_000_000),
+            ("2024-05-01T12:00:00.000Z", 1_714_564_800_000_000_000),
+            ("2024-02-29T00:00:00Z", 1_709_164_800_000_000_000),
+        ];
+        for (text, nanos) in cases {
+            assert_eq!(text.parse::<Timestamp>().unwrap().unix_nanos(), nanos, "{text}");
+        }
     }
 }

@@ -595,6 +595,22 @@ mod tests {
         assert_eq!(decode_stream(&out).unwrap(), vec![e]);
     }
 
+    /// The bytes `protoc --encode=LogEntry` gives for the same entry (with `id: "abab"`).
+    #[test]
+    fn matches_protoc() {
+        let want = "0a0673746465727210fbffffffffffffffff011a0300ff0a20012a13080112046162616218\
+                    feffffffffffffffff0132060a016b1201763200";
+        let mut e = full();
+        if let Some(m) = e.partial_log_metadata.as_mut() {
+            m.id = "abab".into();
+        }
+        let mut out = Vec::new();
+        e.encode(&mut out);
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, want);
+        assert_eq!(LogEntry::decode(&out).unwrap(), e);
+    }
+
     #[test]
     fn every_field_round_trips() {
         let e = full();
