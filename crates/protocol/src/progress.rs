@@ -22,6 +22,38 @@ use serde::{Deserialize, Serialize};
 /// The end of every line of a progress stream.
 pub const LINE_END: &str = "\r\n";
 
+/// The status texts dockerd streams for plugin pulls and pushes (moby-behaviour §4.9), per
+/// layer or blob unless noted.
+pub mod status {
+    /// The blob is already in the content store.
+    pub const ALREADY_EXISTS: &str = "Already exists";
+    /// Queued behind other downloads.
+    pub const WAITING: &str = "Waiting";
+    /// Download about to start.
+    pub const PULLING_FS_LAYER: &str = "Pulling fs layer";
+    /// Downloading, with counts.
+    pub const DOWNLOADING: &str = "Downloading";
+    /// Downloaded.
+    pub const DOWNLOAD_COMPLETE: &str = "Download complete";
+    /// Extracting into the rootfs, with counts.
+    pub const EXTRACTING: &str = "Extracting";
+    /// Extracted.
+    pub const COMPLETE: &str = "Complete";
+    /// Push about to start.
+    pub const PREPARING: &str = "Preparing";
+    /// Uploading, with counts.
+    pub const UPLOADING: &str = "Uploading";
+    /// Uploaded (also what every job reports at the end of a push).
+    pub const UPLOAD_COMPLETE: &str = "Upload complete";
+}
+
+/// The `id` of a per-layer message: the first 12 hex digits of the digest
+/// (`sha256:58db06bb3dba…` gives `58db06bb3dba`).
+pub fn short_id(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    hex.get(..12).unwrap_or(hex)
+}
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }
@@ -289,6 +321,21 @@ impl JsonMessage {
         Ok(Self { aux: Some(Aux::new(aux)?), ..Self::default() })
     }
 
+    /// `Pulling from <familiar repository>`, with the tag (or reference) as `id`.
+    pub fn pulling_from(repository: &str, id: impl Into<String>) -> Self {
+        Self::status(format!("Pulling from {repository}")).with_id(id)
+    }
+
+    /// `Digest: <manifest digest>`.
+    pub fn digest(digest: &str) -> Self {
+        Self::status(format!("Digest: {digest}"))
+    }
+
+    /// `The push refers to repository [<familiar repository>]`.
+    pub fn push_refers_to(repository: &str) -> Self {
+        Self::status(format!("The push refers to repository [{repository}]"))
+    }
+
     /// Sets `id`.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
@@ -376,6 +423,26 @@ mod tests {
                 "=".repeat(50)
             )
         );
+    }
+
+    #[test]
+    fn pull_and_push_lines() {
+        assert_eq!(
+            short_id("sha256:58db06bb3dba026e103ef7f91e9a005035d2135431062ede4326bb99ca0ee668"),
+            "58db06bb3dba"
+        );
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id("sha256:é"), "é");
+        assert_eq!(
+            JsonMessage::pulling_from("golden/vol", "1").to_line().unwrap(),
+            "{\"status\":\"Pulling from golden/vol\",\"id\":\"1\"}\r\n"
+        );
+        assert_eq!(JsonMessage::digest("sha256:ab").status, "Digest: sha256:ab");
+        assert_eq!(
+            JsonMessage::push_refers_to("127.0.0.1:5000/golden/rich").status,
+            "The push refers to repository [127.0.0.1:5000/golden/rich]"
+        );
+        assert_eq!(JsonMessage::item("x", status::UPLOAD_COMPLETE).status, "Upload complete");
     }
 
     #[test]
