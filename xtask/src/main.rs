@@ -7,9 +7,13 @@
 //! |------|--------------|
 //! | `ci` | install prerequisites, then fmt, clippy (`-D warnings`), the whole test suite, docs (`-D warnings`), cargo-deny |
 //! | `setup` | install prerequisites only |
+//! | `demo` | build localvol, start it, discover and activate it with dockplug-v1, drive a volume through its life, print a transcript with timings |
+//! | `package localvol` | package localvol as a v2 plugin directory (`config.json` + `rootfs/`) |
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 
 mod bench;
+mod demo;
+mod package;
 mod setup;
 
 use anyhow::{bail, Result};
@@ -20,6 +24,8 @@ fn main() -> Result<()> {
     match task {
         "ci" => ci(),
         "setup" => setup::all(),
+        "demo" => demo::run(),
+        "package" => Ok(package::task(&args[1..])?),
         "bench" => bench::run(&args[1..]),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
@@ -34,6 +40,9 @@ const HELP: &str = "usage: cargo xtask <task>
 tasks:
   ci      install prerequisites, then fmt, clippy, tests, docs, cargo-deny
   setup   install prerequisites only
+  demo    start localvol, find and drive it with dockplug-v1, print a transcript
+  package localvol [--out DIR]
+          package localvol as a v2 plugin directory (config.json + rootfs/)
   bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)";
 
 fn ci() -> Result<()> {
