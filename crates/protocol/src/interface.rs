@@ -3,7 +3,9 @@
 //!
 //! A type string is `<prefix>.<capability>/<version>`. Parsing follows current Moby: split at
 //! the **first** `/` (the rest is the version, empty without a `/`); in the part before it,
-//! split at the **last** `.` (no `.` gives an empty prefix). Any string parses.
+//! split at the **last** `.` (no `.` gives an empty prefix). Any string parses; in JSON, a
+//! `null` entry reads as the empty type, as current Moby's decoder does, and any other
+//! non-string is an error.
 //!
 //! Printing gives `prefix.capability/version` for every well-formed value, as Moby does. We
 //! differ on purpose for the malformed ones: Moby prints `.volumedriver/` for a type read
@@ -203,9 +205,11 @@ impl Serialize for InterfaceType {
 }
 
 impl<'de> Deserialize<'de> for InterfaceType {
+    /// A JSON string; `null` gives the zero value, as current Moby's decoder does. Any other
+    /// JSON type is an error.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl serde::de::Visitor<'_> for V {
+        impl<'de> serde::de::Visitor<'de> for V {
             type Value = InterfaceType;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an interface type string such as \"docker.volumedriver/1.0\"")
@@ -213,8 +217,17 @@ impl<'de> Deserialize<'de> for InterfaceType {
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<InterfaceType, E> {
                 Ok(InterfaceType::parse(s))
             }
+            fn visit_none<E: serde::de::Error>(self) -> Result<InterfaceType, E> {
+                Ok(InterfaceType::default())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<InterfaceType, E> {
+                Ok(InterfaceType::default())
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<InterfaceType, D2::Error> {
+                d.deserialize_str(self)
+            }
         }
-        d.deserialize_str(V)
+        d.deserialize_option(V)
     }
 }
 
@@ -395,7 +408,11 @@ mod tests {
         let t: InterfaceType = serde_json::from_str(r#""docker.logdriver/1.0""#).unwrap();
         assert_eq!(serde_json::to_string(&t).unwrap(), r#""docker.logdriver/1.0""#);
         assert!(serde_json::from_str::<InterfaceType>("1").is_err());
-        assert!(serde_json::from_str::<InterfaceType>("null").is_err());
+        assert_eq!(
+            serde_json::from_str::<InterfaceType>("null").unwrap(),
+            InterfaceType::default()
+        );
+        assert_eq!(serde_json::to_string(&InterfaceType::default()).unwrap(), "\"\"");
         assert!(serde_json::from_str::<InterfaceType>(r#"{"Capability":"x"}"#).is_err());
     }
 
