@@ -147,6 +147,35 @@ pub(crate) fn resolve_field(fields: &'static [&'static str], key: &str) -> Optio
 /// the adapter reads the object, renames each key to the field it matches, drops unknown keys
 /// and `null` members, merges duplicate objects, and hands the canonical object to the derived
 /// visitor. Every other request is forwarded unchanged.
+///
+/// To give a type of another crate the same rules, derive with `#[serde(remote = "Self")]`
+/// (which turns the derives into inherent functions) and forward the trait impls:
+///
+/// ```
+/// use dockplug_protocol::gojson::FoldDe;
+/// use serde::{Deserialize, Deserializer, Serialize, Serializer};
+///
+/// #[derive(Debug, Default, Serialize, Deserialize)]
+/// #[serde(remote = "Self", default)]
+/// struct Record {
+///     #[serde(rename = "Rootfs")]
+///     rootfs: String,
+/// }
+/// impl Serialize for Record {
+///     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+///         Record::serialize(self, s)
+///     }
+/// }
+/// impl<'de> Deserialize<'de> for Record {
+///     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+///         Record::deserialize(FoldDe(d))
+///     }
+/// }
+/// let r: Record = serde_json::from_str(r#"{"rootfs":"/x","other":1}"#)?;
+/// assert_eq!(r.rootfs, "/x");
+/// assert_eq!(serde_json::to_string(&r)?, r#"{"Rootfs":"/x"}"#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub struct FoldDe<D>(pub D);
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for FoldDe<D> {
