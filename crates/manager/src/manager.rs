@@ -396,7 +396,7 @@ impl<E: Executor> Manager<E> {
         let dir = self.inner.store.plugin_dir(&id);
         let settings = PluginSettings::from_config(&config);
         let record = Record {
-            plugin: Plugin {
+            plugin: Arc::new(Plugin {
                 config,
                 enabled: false,
                 id: id.clone(),
@@ -404,7 +404,7 @@ impl<E: Executor> Manager<E> {
                 // Persisted at once (Moby keeps it in memory until the next save).
                 plugin_reference: name.to_owned(),
                 settings,
-            },
+            }),
             rootfs: String::new(),
             config: config_digest,
             blobsums: Some(vec![extracted.layer_digest]),
@@ -433,7 +433,7 @@ impl<E: Executor> Manager<E> {
             let _ = fsutil::remove_dir_if_exists(&dir);
             return Err(e);
         }
-        Ok(record.plugin)
+        Ok((*record.plugin).clone())
     }
 
     /// Enables a plugin: generates its runtime spec, starts it through the executor, and
@@ -451,7 +451,7 @@ impl<E: Executor> Manager<E> {
             return Err(ManagerError::NotFound { name: name.to_owned() });
         }
         self.start(&entry, false, timeout).await?;
-        let plugin = entry.snapshot();
+        let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Enable(plugin.clone()));
         Ok(plugin)
     }
@@ -495,7 +495,6 @@ impl<E: Executor> Manager<E> {
             }
         }
         init_layer(&dir.join("rootfs"))?;
-        let exits_before = *entry.exits.borrow();
         set_state(entry, RunState::Starting, true);
         if let Err(e) = self.inner.executor.create(&entry.id, spec, log_stdio(&entry.id)).await {
             set_state(entry, RunState::Stopped, false);
@@ -506,14 +505,11 @@ impl<E: Executor> Manager<E> {
             rt.timeout = timeout;
             rt.started = Some(tokio::time::Instant::now());
         }
-        let _ = exits_before;
         self.post_start(entry, deadline).await?;
-        record.plugin.enabled = true;
-        record.rootfs = dir.join("rootfs").to_string_lossy().into_owned();
         {
             let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
-            r.plugin.enabled = true;
-            r.rootfs = record.rootfs.clone();
+            Arc::make_mut(&mut r.plugin).enabled = true;
+            r.rootfs = dir.join("rootfs").to_string_lossy().into_owned();
             record = r.clone();
         }
         self.inner.store.save(&record)?;
@@ -552,7 +548,7 @@ impl<E: Executor> Manager<E> {
             Err(e) => {
                 self.stop(entry).await;
                 if let Ok(mut r) = entry.record.lock() {
-                    r.plugin.enabled = false;
+                    Arc::make_mut(&mut r.plugin).enabled = false;
                 }
                 let record = entry.record();
                 if let Err(save) = self.inner.store.save(&record) {
@@ -666,11 +662,11 @@ impl<E: Executor> Manager<E> {
         self.stop(&entry).await;
         let record = {
             let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
-            r.plugin.enabled = false;
+            Arc::make_mut(&mut r.plugin).enabled = false;
             r.clone()
         };
         self.inner.store.save(&record)?;
-        let plugin = entry.snapshot();
+        let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Disable(plugin.clone()));
         Ok(plugin)
     }
@@ -694,7 +690,7 @@ impl<E: Executor> Manager<E> {
         if entry.enabled() || entry.run_state() != RunState::Stopped {
             self.stop(&entry).await;
             if let Ok(mut r) = entry.record.lock() {
-                r.plugin.enabled = false;
+                Arc::make_mut(&mut r.plugin).enabled = false;
             }
         }
         let dir = self.inner.store.plugin_dir(&entry.id);
@@ -703,7 +699,7 @@ impl<E: Executor> Manager<E> {
         let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
         entry.removed.store(true, Ordering::SeqCst);
         self.inner.store.remove(&entry.id);
-        let plugin = entry.snapshot();
+        let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Remove(plugin));
         let this = self.clone();
         tokio::spawn(async move {
@@ -720,7 +716,7 @@ impl<E: Executor> Manager<E> {
         let entry = self.inner.store.resolve(name)?;
         let _op = entry.op.lock().await;
         let mut record = entry.record();
-        settable::apply(&mut record.plugin, args)?;
+        settable::apply(Arc::make_mut(&mut record.plugin), args)?;
         self.inner.store.save(&record)?;
         if let Ok(mut r) = entry.record.lock() {
             *r = record;
@@ -730,7 +726,7 @@ impl<E: Executor> Manager<E> {
 
     /// The plugin's API object.
     pub fn inspect(&self, name: &str) -> Result<Plugin, ManagerError> {
-        Ok(self.inner.store.resolve(name)?.snapshot())
+        Ok((*self.inner.store.resolve(name)?.snapshot()).clone())
     }
 
     /// The run state of a plugin (what `Enabled` alone cannot say).
@@ -738,9 +734,10 @@ impl<E: Executor> Manager<E> {
         Ok(self.inner.store.resolve(name)?.run_state())
     }
 
-    /// Every plugin matching `filter`, sorted by name.
-    pub fn list(&self, filter: &PluginListFilter) -> Vec<Plugin> {
-        let mut out: Vec<Plugin> = self
+    /// Every plugin matching `filter`, sorted by name. The objects are shared snapshots
+    /// (no deep copy per call).
+    pub fn list(&self, filter: &PluginListFilter) -> Vec<Arc<Plugin>> {
+        let mut out: Vec<Arc<Plugin>> = self
             .inner
             .store
             .all()

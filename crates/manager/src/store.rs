@@ -25,8 +25,9 @@ use crate::reference;
 /// The persisted record: Moby's `config.json` of a v2 plugin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Record {
+    /// Shared, copy-on-write (`Arc::make_mut`): `list` hands out clones of the `Arc`.
     #[serde(rename = "plugin")]
-    pub plugin: Plugin,
+    pub plugin: Arc<Plugin>,
     #[serde(rename = "Rootfs", default)]
     pub rootfs: String,
     #[serde(rename = "Config", default)]
@@ -173,10 +174,12 @@ impl Entry {
 
     /// The API object as a client should see it: `Enabled` is true only while the plugin
     /// is meant to run *and* is up (or being restored), never for a dead plugin.
-    pub(crate) fn snapshot(&self) -> Plugin {
-        let state = self.run_state();
+    pub(crate) fn snapshot(&self) -> Arc<Plugin> {
+        let up = matches!(self.run_state(), RunState::Running | RunState::Starting);
         let mut p = self.record.lock().map(|r| r.plugin.clone()).unwrap_or_default();
-        p.enabled = p.enabled && matches!(state, RunState::Running | RunState::Starting);
+        if p.enabled && !up {
+            Arc::make_mut(&mut p).enabled = false;
+        }
         p
     }
 
@@ -352,7 +355,7 @@ impl Store {
         let entry = self.resolve(name)?;
         let record = entry.record();
         if !record.plugin.enabled {
-            return Err(ManagerError::Disabled { name: record.plugin.name });
+            return Err(ManagerError::Disabled { name: record.plugin.name.clone() });
         }
         let cap = capability.to_lowercase();
         let provides = record

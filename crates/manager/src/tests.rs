@@ -109,7 +109,7 @@ impl Fixture {
     }
 }
 
-fn names(list: &[dockplug_protocol::Plugin]) -> Vec<&str> {
+fn names(list: &[std::sync::Arc<dockplug_protocol::Plugin>]) -> Vec<&str> {
     list.iter().map(|p| p.name.as_str()).collect()
 }
 
