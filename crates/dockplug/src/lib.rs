@@ -8,6 +8,7 @@
 //! |------------|---------|-----------------------|-----------------------------------------------------|
 //! | `protocol` | yes     | [`protocol`]          | every wire type, no I/O (`dockplug-protocol`)       |
 //! | `containerd` | no    | `containerd`          | the manager's executor on containerd (`dockplug-containerd`) |
+//! | `manager`  | no      | `manager`             | the v2 plugin manager and its `Executor` trait (`dockplug-manager`) |
 //! | `v1`       | no      | `v1`                  | v1 discovery, client, activation, lookup (`dockplug-v1`) |
 //!
 //! Features only add: turning one on never changes what another name means.
@@ -29,6 +30,10 @@ pub use dockplug_protocol as protocol;
 #[cfg(feature = "containerd")]
 #[doc(inline)]
 pub use dockplug_containerd as containerd;
+
+#[cfg(feature = "manager")]
+#[doc(inline)]
+pub use dockplug_manager as manager;
 
 #[cfg(feature = "v1")]
 #[doc(inline)]
