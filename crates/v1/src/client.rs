@@ -388,7 +388,8 @@ struct Inner {
 /// How one attempt failed, and whether its request can be sent again.
 enum AttemptError {
     Connect(std::io::Error, Option<Request<Body>>),
-    Transport(hyper::Error, Option<Request<Body>>),
+    /// The flag: whether the connection was a reused (pooled) one.
+    Transport(hyper::Error, Option<Request<Body>>, bool),
 }
 
 impl Client {
@@ -587,13 +588,22 @@ impl Inner {
     ) -> Result<(Response<Incoming>, SendRequest<Body>), CallError> {
         let started = Instant::now();
         let mut retries = 0;
+        let mut fresh = false;
         loop {
             let len = body.len();
             let req = self.request(path, full(body.clone()), Some(len));
-            let err = match self.attempt(req).await {
+            let err = match self.attempt(req, fresh).await {
                 Ok(ok) => return Ok(ok),
                 Err(AttemptError::Connect(e, _)) => self.connect_error(method, e),
-                Err(AttemptError::Transport(e, _)) => self.transport_error(method, e),
+                Err(AttemptError::Transport(e, _, reused)) => {
+                    // A kept-alive connection the plugin closed meanwhile: try a new one at
+                    // once, before any backoff.
+                    if reused && !fresh {
+                        fresh = true;
+                        continue;
+                    }
+                    self.transport_error(method, e)
+                }
             };
             let delay = self.retry.backoff(retries);
             if self.retry.gives_up(delay, started.elapsed()) {
@@ -613,11 +623,17 @@ impl Inner {
     ) -> Result<(Response<Incoming>, SendRequest<Body>), CallError> {
         let started = Instant::now();
         let mut retries = 0;
+        let mut fresh = false;
         loop {
-            let (err, back) = match self.attempt(req).await {
+            let (err, back) = match self.attempt(req, fresh).await {
                 Ok(ok) => return Ok(ok),
                 Err(AttemptError::Connect(e, back)) => (self.connect_error(method, e), back),
-                Err(AttemptError::Transport(e, back)) => (self.transport_error(method, e), back),
+                Err(AttemptError::Transport(_, Some(back), true)) if !fresh => {
+                    fresh = true;
+                    req = back;
+                    continue;
+                }
+                Err(AttemptError::Transport(e, back, _)) => (self.transport_error(method, e), back),
             };
             let Some(back) = back else { return Err(err) };
             let delay = self.retry.backoff(retries);
@@ -639,12 +655,15 @@ impl Inner {
         CallError::Transport { method: method.to_owned(), addr: self.addr.to_string(), source }
     }
 
-    /// One attempt on a pooled or new connection.
+    /// One attempt on a pooled connection, or a new one when `fresh` or none is idle.
     async fn attempt(
         &self,
         req: Request<Body>,
+        fresh: bool,
     ) -> Result<(Response<Incoming>, SendRequest<Body>), AttemptError> {
-        let mut sender = match self.checkout() {
+        let pooled = if fresh { None } else { self.checkout() };
+        let mut reused = pooled.is_some();
+        let mut sender = match pooled {
             Some(s) => s,
             None => match self.connect().await {
                 Ok(s) => s,
@@ -652,19 +671,20 @@ impl Inner {
             },
         };
         if sender.ready().await.is_err() {
+            reused = false;
             sender = match self.connect().await {
                 Ok(s) => s,
                 Err(e) => return Err(AttemptError::Connect(e, Some(req))),
             };
             if let Err(e) = sender.ready().await {
-                return Err(AttemptError::Transport(e, Some(req)));
+                return Err(AttemptError::Transport(e, Some(req), false));
             }
         }
         match sender.try_send_request(req).await {
             Ok(resp) => Ok((resp, sender)),
             Err(mut e) => {
                 let back = e.take_message();
-                Err(AttemptError::Transport(e.into_error(), back))
+                Err(AttemptError::Transport(e.into_error(), back, reused))
             }
         }
     }

@@ -11,8 +11,25 @@
 //! * [`Registry`] is the lookup state a caller owns: [`Registry::get`], [`Registry::get_all`],
 //!   [`Registry::handle`], with a short-lived dead mark for sockets that refuse connections.
 //!
-//! The wire contract is Moby's (`pkg/plugins`); where Moby has a known defect the module
-//! docs say whether it is kept or fixed (quirks 1–8 of the behaviour reference).
+//! The wire contract is Moby's (`pkg/plugins`). Its known defects (the quirk register of the
+//! behaviour reference), decided for this layer:
+//!
+//! | quirk | Moby | here |
+//! |-------|------|------|
+//! | 1 rootless spec path | inverted test: `/etc/docker/plugins` when XDG resolves | fixed: `$XDG_CONFIG_HOME/docker/plugins` ([`discovery::spec_dirs_for_env`]) |
+//! | 2 scan | skips symlinked sockets, lists dirs named `x.spec`, duplicates | fixed: lists exactly what [`LocalRegistry::plugin`] resolves, each name once |
+//! | 3 addresses | `unix://rel` dials the URL host; TCP URL path dropped | relative unix paths rejected; URL path dropped (kept: wire) |
+//! | 4 retries | emptied body resent; timeouts retried (duplicate delivery) | fixed: consumed bodies never resent, timeouts never retried |
+//! | 5 status | only 200 is success; raw body when `Err` is absent | kept (wire contract) |
+//! | 6 `.json` TLS | no `CAFile` forces insecure; `Name` ignored | kept (spec files rely on it) |
+//! | 7 missing plugin | looked up again for ≈15 s | fixed: fails at once |
+//! | 8 late handler | re-runs *all* handlers of active plugins | fixed: each handler sees each plugin once |
+//!
+//! Also beyond Moby: activation is bounded (30 s by default, [`PluginOptions`]); a refusing
+//! socket is skipped for a short time ([`RegistryConfig::dead_for`]); a hostile spec file
+//! (huge, FIFO, symlink loop) or reply (huge, garbage, cut short, never sent) is a typed error
+//! within its bound. Not done: Moby's TCP transport honours `HTTP(S)_PROXY`; this one
+//! connects directly.
 //!
 //! **Architecture invariant:** this crate never depends on the v2 manager, on containerd or
 //! on tonic; it speaks the wire types of `dockplug-protocol` and nothing else of ours.
