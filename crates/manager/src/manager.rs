@@ -447,9 +447,7 @@ impl<E: Executor> Manager<E> {
         self.check_running()?;
         let entry = self.inner.store.resolve(name)?;
         let _op = entry.op.lock().await;
-        if entry.removed.load(Ordering::SeqCst) {
-            return Err(ManagerError::NotFound { name: name.to_owned() });
-        }
+        check_not_removed(&entry, name)?;
         self.start(&entry, false, timeout).await?;
         let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Enable(plugin.clone()));
@@ -652,6 +650,7 @@ impl<E: Executor> Manager<E> {
     pub async fn disable(&self, name: &str, force: bool) -> Result<Plugin, ManagerError> {
         let entry = self.inner.store.resolve(name)?;
         let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
         let pname = entry.name();
         if !force && entry.refcount() > 0 {
             return Err(ManagerError::InUse { name: pname });
@@ -675,9 +674,7 @@ impl<E: Executor> Manager<E> {
     pub async fn remove(&self, name: &str, force: bool) -> Result<(), ManagerError> {
         let entry = self.inner.store.resolve(name)?;
         let _op = entry.op.lock().await;
-        if entry.removed.load(Ordering::SeqCst) {
-            return Err(ManagerError::NotFound { name: name.to_owned() });
-        }
+        check_not_removed(&entry, name)?;
         let pname = entry.name();
         if !force {
             if entry.refcount() > 0 {
@@ -715,6 +712,7 @@ impl<E: Executor> Manager<E> {
     pub async fn set(&self, name: &str, args: &[String]) -> Result<(), ManagerError> {
         let entry = self.inner.store.resolve(name)?;
         let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
         let mut record = entry.record();
         settable::apply(Arc::make_mut(&mut record.plugin), args)?;
         self.inner.store.save(&record)?;
@@ -855,6 +853,15 @@ impl<E: Executor> Manager<E> {
             .await
             .map_err(|e| ManagerError::io("gc", PathBuf::new())(std::io::Error::other(e)))??;
         Ok(deleted)
+    }
+}
+
+/// A plugin removed while the caller waited for its lock is not found.
+fn check_not_removed(entry: &Entry, name: &str) -> Result<(), ManagerError> {
+    if entry.removed.load(Ordering::SeqCst) {
+        Err(ManagerError::NotFound { name: name.to_owned() })
+    } else {
+        Ok(())
     }
 }
 

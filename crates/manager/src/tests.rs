@@ -737,10 +737,29 @@ async fn concurrent_operations_on_one_plugin_stay_consistent() {
         let enabled = m.inspect("vol").unwrap().enabled;
         assert_eq!(enabled, f.exec.running(&p.id));
     }
-    let (r1, r2, e) =
-        tokio::join!(m.remove("vol", true), m.remove("vol", true), m.enable("vol", None));
+    let args = ["DEBUG=x".to_owned()];
+    let (r1, r2, e, s, d) = tokio::join!(
+        m.remove("vol", true),
+        m.remove("vol", true),
+        m.enable("vol", None),
+        m.set("vol", &args),
+        m.disable("vol", true),
+    );
     assert!(r1.is_ok() != r2.is_ok(), "exactly one remove wins");
-    let _ = e;
+    for r in [r1, r2, e.map(|_| ()), s, d.map(|_| ())] {
+        if let Err(e) = r {
+            assert!(
+                matches!(
+                    e,
+                    ManagerError::NotFound { .. }
+                        | ManagerError::AlreadyEnabled { .. }
+                        | ManagerError::AlreadyDisabled { .. }
+                        | ManagerError::Set(SetError::Active)
+                ),
+                "{e}"
+            );
+        }
+    }
     assert!(!f.exec.running(&p.id));
     assert!(!f.root().join(&p.id).exists());
     let m = f.restart(TestExecutor::new()).await;
@@ -752,3 +771,4 @@ use crate::settable::SetError;
 
 mod crash;
 mod malicious;
+mod mounts;
