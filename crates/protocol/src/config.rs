@@ -348,7 +348,7 @@ impl PluginConfig {
     }
 }
 
-/// The fields of a settable item whose `Settable` names `field`.
+/// Whether a `Settable` list names `field`.
 fn settable_has(settable: &Option<Vec<String>>, field: &str) -> bool {
     settable.as_deref().unwrap_or_default().iter().any(|s| s == field)
 }
