@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod containerd;
+mod dockerd_localvol;
 mod layering;
+mod sdk;
+mod sdk_subsystems;
 mod support;
 mod v1;

@@ -5,6 +5,9 @@
 //! [`Daemon`] and [`wait_until`].
 #![allow(dead_code)]
 
+pub mod dockerd;
+pub mod localvol;
+
 pub mod containerd;
 
 use std::path::{Path, PathBuf};
