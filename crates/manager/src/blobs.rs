@@ -117,9 +117,20 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// Deletes abandoned partial writes (left by a crash). The caller makes sure no write is
+    /// in progress.
+    pub fn clean_ingest(&self) -> Result<(), BlobError> {
+        let ingest = self.root.join("ingest");
+        for entry in fs::read_dir(&ingest).map_err(io_err(&ingest))?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(())
+    }
+
     /// Deletes every blob not in `keep` and every abandoned ingest file; returns the deleted
-    /// digests.
+    /// digests. The caller makes sure no write is in progress.
     pub fn gc(&self, keep: &HashSet<String>) -> Result<Vec<String>, BlobError> {
+        self.clean_ingest()?;
         let mut deleted = Vec::new();
         for digest in self.list()? {
             if !keep.contains(&digest) {
@@ -159,7 +170,12 @@ impl BlobWriter {
         }
         let hex = fsutil::hex(&std::mem::take(&mut self.hasher).finalize());
         let target = self.store.blob_path(&hex);
-        fs::rename(&self.path, &target).map_err(io_err(&target))?;
+        let moved = crate::failpoint::hit("blob:before_commit", &self.path)
+            .and_then(|()| fs::rename(&self.path, &target));
+        if let Err(e) = moved {
+            let _ = fs::remove_file(&self.path);
+            return Err(io_err(&target)(e));
+        }
         Ok(format!("sha256:{hex}"))
     }
 }

@@ -315,6 +315,7 @@ fn extract_into(
                     // chown clears set-id bits; put them back.
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(werr)?;
                 }
+                crate::failpoint::hit("extract:file", &dest).map_err(werr)?;
                 let file = File::open(&dest).map_err(werr)?;
                 header.set_size(file.metadata().map_err(werr)?.len());
                 layer.append_data(&mut header, &rel, file).map_err(|source| {

@@ -32,9 +32,18 @@ pub(crate) fn disarm(root: &Path) {
     }
 }
 
-/// Fails with [`CRASH`] when `step` is armed for `path`.
+/// The environment variable that makes a step abort the whole process (a real crash: no
+/// cleanup, no destructors), used by the child processes of the crash tests.
+#[cfg(test)]
+pub(crate) const ABORT_AT: &str = "DOCKPLUG_MANAGER_ABORT_AT";
+
+/// Fails with [`CRASH`] when `step` is armed for `path`; aborts the process when `step` is
+/// named by [`ABORT_AT`].
 #[cfg(test)]
 pub(crate) fn hit(step: &str, path: &Path) -> io::Result<()> {
+    if std::env::var(ABORT_AT).is_ok_and(|s| s == step) {
+        std::process::abort();
+    }
     let armed = ARMED
         .lock()
         .map(|a| a.iter().any(|(s, r)| *s == step && path.starts_with(r)))

@@ -241,6 +241,7 @@ impl<E: Executor> Manager<E> {
             fsutil::mkdir_all(&d, 0o700).map_err(ManagerError::io("mkdir", &d))?;
         }
         let blobs = BlobStore::open(config.root.join("storage"))?;
+        blobs.clean_ingest()?;
         // Leftovers of interrupted creates are never referenced: drop them.
         if let Ok(entries) = std::fs::read_dir(config.root.join("tmp")) {
             for e in entries.flatten() {
@@ -411,20 +412,30 @@ impl<E: Executor> Manager<E> {
             manifest: manifest_digest,
             swarm_service_id: String::new(),
         };
+        // Everything is assembled in `<root>/tmp/.plugin*` and appears under `<root>/<id>` in
+        // one rename: a crash at any step leaves either nothing (tmp is swept at start) or
+        // the whole plugin.
+        let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
+        let staged = self.inner.config.root.join("tmp").join(format!(".plugin{suffix}"));
         let steps = || -> Result<(), ManagerError> {
-            fsutil::mkdir_all(&dir, 0o700).map_err(ManagerError::io("mkdir", &dir))?;
-            crate::failpoint::hit("create:after_mkdir", &dir)
-                .map_err(ManagerError::io("create", &dir))?;
-            let rootfs = dir.join("rootfs");
+            let crash = |p: &Path| ManagerError::io("create", p.to_path_buf());
+            fsutil::mkdir_all(&staged, 0o700).map_err(ManagerError::io("mkdir", &staged))?;
+            crate::failpoint::hit("create:after_mkdir", &staged).map_err(crash(&staged))?;
+            let rootfs = staged.join("rootfs");
             std::fs::rename(staging, &rootfs)
                 .map_err(ManagerError::io("rename rootfs to", &rootfs))?;
-            crate::failpoint::hit("create:after_rename", &dir)
-                .map_err(ManagerError::io("create", &dir))?;
-            self.inner.store.save(&record)
+            crate::failpoint::hit("create:after_rename", &staged).map_err(crash(&staged))?;
+            self.inner.store.save_in(&staged, &record)?;
+            std::fs::rename(&staged, &dir)
+                .map_err(ManagerError::io("rename plugin dir to", &dir))?;
+            if let Err(e) = fsutil::sync_dir(&self.inner.config.root) {
+                tracing::warn!(error = %e, "fsync of the plugin root failed");
+            }
+            crate::failpoint::hit("create:after_commit", &dir).map_err(crash(&dir))
         };
         if let Err(e) = steps() {
             if !crate::failpoint::is_crash(&e) {
-                let _ = fsutil::remove_dir_if_exists(&dir);
+                let _ = fsutil::remove_dir_if_exists(&staged);
             }
             return Err(e);
         }

@@ -257,9 +257,14 @@ impl Store {
         Ok(Self { root: root.to_path_buf(), inner: RwLock::new(inner) })
     }
 
-    /// Writes the record of `entry` atomically.
+    /// Writes the record atomically into its plugin directory.
     pub(crate) fn save(&self, record: &Record) -> Result<(), ManagerError> {
-        let path = self.plugin_dir(&record.plugin.id).join("config.json");
+        self.save_in(&self.plugin_dir(&record.plugin.id), record)
+    }
+
+    /// Writes the record atomically as `<dir>/config.json`.
+    pub(crate) fn save_in(&self, dir: &Path, record: &Record) -> Result<(), ManagerError> {
+        let path = dir.join("config.json");
         let data = serde_json::to_vec(record).map_err(ManagerError::ConfigParse)?;
         fsutil::write_atomic(&path, &data, 0o600).map_err(ManagerError::io("write", path))
     }
