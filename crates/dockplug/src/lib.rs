@@ -9,6 +9,7 @@
 //! | `protocol` | yes     | [`protocol`]          | every wire type, no I/O (`dockplug-protocol`)       |
 //! | `containerd` | no    | `containerd`          | the manager's executor on containerd (`dockplug-containerd`) |
 //! | `manager`  | no      | `manager`             | the v2 plugin manager and its `Executor` trait (`dockplug-manager`) |
+//! | `sdk`      | no      | `sdk`                 | serve a plugin from Rust: a trait per subsystem (`dockplug-sdk`) |
 //! | `v1`       | no      | `v1`                  | v1 discovery, client, activation, lookup (`dockplug-v1`) |
 //!
 //! Features only add: turning one on never changes what another name means.
@@ -34,6 +35,10 @@ pub use dockplug_containerd as containerd;
 #[cfg(feature = "manager")]
 #[doc(inline)]
 pub use dockplug_manager as manager;
+
+#[cfg(feature = "sdk")]
+#[doc(inline)]
+pub use dockplug_sdk as sdk;
 
 #[cfg(feature = "v1")]
 #[doc(inline)]
