@@ -27,9 +27,13 @@ pub fn tempdir() -> tempfile::TempDir {
 fn v1_and_the_tool_never_reach_the_manager_or_containerd() {
     for krate in ["dockplug-v1", "dockplug-cli"] {
         let deps = crate::layering::reachable(krate);
-        for banned in
-            ["dockplug-manager", "dockplug-containerd", "containerd-client", "tonic", "dockplug-sdk"]
-        {
+        for banned in [
+            "dockplug-manager",
+            "dockplug-containerd",
+            "containerd-client",
+            "tonic",
+            "dockplug-sdk",
+        ] {
             assert!(!deps.contains(banned), "{krate} reaches {banned}");
         }
     }
