@@ -47,6 +47,8 @@ pub enum LookupMode {
     /// No change.
     Lookup,
     /// +1: the caller now uses the plugin and must [`release`](LookupMode::Release) it.
+    /// Unlike Moby's, the count is persisted (`<root>/<id>/refcount`) and survives a
+    /// restart: a consumer must not acquire again for references it already holds.
     Acquire,
     /// -1.
     Release,
