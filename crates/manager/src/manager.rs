@@ -670,6 +670,10 @@ impl<E: Executor> Manager<E> {
             return Err(ManagerError::AlreadyDisabled { name: pname });
         }
         self.stop(&entry).await;
+        if self.inner.config.share_propagated_mounts {
+            // As Moby does when a plugin exits for good: its mounts go with it.
+            crate::mounts::unmount_all_under(&self.inner.store.plugin_dir(&entry.id));
+        }
         let record = {
             let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
             Arc::make_mut(&mut r.plugin).enabled = false;
@@ -846,6 +850,9 @@ impl<E: Executor> Manager<E> {
         }
         for t in tasks {
             let _ = t.await;
+        }
+        if self.inner.config.share_propagated_mounts {
+            crate::mounts::unmount_all_under(&self.inner.config.root);
         }
     }
 

@@ -415,6 +415,8 @@ async fn capability_lookup_and_refcounts_survive_restart() {
     // Wrong capability (FilterByCap negative): error, count untouched.
     let err = f.m.get("vol", "foobar", LookupMode::Acquire).unwrap_err();
     assert_eq!(err.to_string(), "plugin does not provide \"foobar\" capability");
+    let refs = || f.m.store().resolve("vol").unwrap().refcount();
+    assert_eq!(refs(), 0, "failed lookups leave the count alone");
     let r = f.m.get("vol", "VolumeDriver", LookupMode::Acquire).unwrap();
     assert_eq!(r.socket, f.tmp.path().join("exec").join(&p.id).join("plugin.sock"));
     assert_eq!(r.scoped_path("/data/v1"), f.root().join(&p.id).join("propagated-mount/v1"));

@@ -62,7 +62,13 @@ async fn removing_a_plugin_leaves_other_plugins_mounts_alone() {
     assert!(!left.iter().any(|p| p.starts_with(root.join(&p1.id))), "{left:?}");
     assert!(left.contains(&vol), "the other plugin's tmpfs is still mounted: {left:?}");
     assert!(left.contains(&pm2));
-    m.remove("two", true).await.unwrap();
+    // Disabling takes the plugin's mounts down too (Moby's exit handling).
+    m.disable("two", true).await.unwrap();
+    assert!(mount_points_under(&root).is_empty(), "{:?}", mount_points_under(&root));
+    m.enable("two", None).await.unwrap();
+    assert!(mount_points_under(&root).contains(&pm2));
+    m.shutdown().await;
     assert!(mount_points_under(&root).is_empty());
+    m.remove("two", true).await.unwrap();
     assert!(!root.join(&p2.id).exists());
 }
