@@ -235,7 +235,8 @@ async fn malformed_bodies_get_400_and_unknown_methods_404() {
 /// A driver whose Mount panics for one name and blocks for another until released.
 struct Tricky {
     in_flight: AtomicUsize,
-    release: Notify,
+    /// Closed until the test opens it: no wake-up can be lost, unlike a `Notify`.
+    gate: tokio::sync::Semaphore,
     entered: Notify,
 }
 
@@ -258,7 +259,7 @@ impl VolumeDriver for Tricky {
             "slow" => {
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
                 self.entered.notify_one();
-                self.release.notified().await;
+                let _pass = self.gate.acquire().await;
                 Ok("/slow".into())
             }
             "fail" => Err(std::io::Error::other("disk on fire").into()),
@@ -273,7 +274,7 @@ impl VolumeDriver for Tricky {
 fn tricky() -> Arc<Tricky> {
     Arc::new(Tricky {
         in_flight: AtomicUsize::new(0),
-        release: Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
         entered: Notify::new(),
     })
 }
@@ -346,7 +347,7 @@ async fn concurrent_calls_are_served_concurrently() {
     for (i, q) in quick.into_iter().enumerate() {
         assert_eq!(q.await.unwrap()["Mountpoint"], format!("/q{i}"));
     }
-    driver.release.notify_waiters();
+    driver.gate.add_permits(1000);
     for s in slow {
         assert_eq!(s.await.unwrap().unwrap()["Mountpoint"], "/slow");
     }
@@ -371,7 +372,7 @@ async fn shutdown_finishes_calls_in_flight_then_removes_the_socket() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!server.is_finished() && !call.is_finished());
-    driver.release.notify_waiters();
+    driver.gate.add_permits(1000);
     let reply =
         tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap().unwrap();
     assert_eq!(reply["Mountpoint"], "/slow");

@@ -104,21 +104,32 @@ pub enum LogStreamError {
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct LogStream<R = tokio::fs::File> {
+pub struct LogStream<R = Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
     path: PathBuf,
     reader: R,
     decoder: FrameDecoder,
     done: bool,
 }
 
-impl LogStream<tokio::fs::File> {
-    /// Open the FIFO (or a file holding a stream) read-only.
+impl<R> std::fmt::Debug for LogStream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStream").field("path", &self.path).field("done", &self.done).finish()
+    }
+}
+
+impl LogStream {
+    /// Open the FIFO read-only, as a non-blocking pipe on the runtime (no thread is held while
+    /// the container is quiet); a regular file holding a stream is read as a file.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, LogStreamError> {
+        use std::os::unix::fs::FileTypeExt;
         let path = path.as_ref().to_owned();
-        let reader = tokio::fs::File::open(&path)
-            .await
-            .map_err(|source| LogStreamError::Io { path: path.clone(), source })?;
+        let io = |source| LogStreamError::Io { path: path.clone(), source };
+        let meta = tokio::fs::metadata(&path).await.map_err(io)?;
+        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if meta.file_type().is_fifo() {
+            Box::new(tokio::net::unix::pipe::OpenOptions::new().open_receiver(&path).map_err(io)?)
+        } else {
+            Box::new(tokio::fs::File::open(&path).await.map_err(io)?)
+        };
         Ok(Self::new(path, reader))
     }
 }

@@ -236,3 +236,61 @@ pub(crate) fn finish<Resp: Serialize>(key: ErrorKey, r: Result<Resp, PluginError
         Err(e) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, key, e.message()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Reply) -> &[u8] {
+        match &r.body {
+            ReplyBody::Full(b) => b,
+            ReplyBody::Stream(_) => panic!("streamed"),
+        }
+    }
+
+    #[test]
+    fn success_is_200_json_with_a_newline_and_never_empty() {
+        let r = Reply::ok(&serde_json::json!({"Mountpoint": "/a<b"}));
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(body(&r), b"{\"Mountpoint\":\"/a<b\"}\n");
+        // Nothing to say is `{}`, never an empty body or `null`.
+        assert_eq!(body(&Reply::ok(&())), b"{}\n");
+        assert_eq!(body(&Reply::ok(&Option::<u8>::None)), b"{}\n");
+    }
+
+    #[test]
+    fn failures_carry_err_and_ipam_also_error() {
+        let r = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKey::Err, "boom \"x\"");
+        assert_eq!(body(&r), b"{\"Err\":\"boom \\\"x\\\"\"}\n");
+        let r = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKey::ErrAndError, "full");
+        let v: serde_json::Value = serde_json::from_slice(body(&r)).unwrap();
+        assert_eq!(v, serde_json::json!({"Err": "full", "Error": "full"}));
+    }
+
+    #[test]
+    fn bodies_that_do_not_parse_are_400_naming_the_method() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Req {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        for bad in [&b""[..], b"  \n", b"{", b"{\"Name\":1}", b"null x"] {
+            let r = decode::<Req>("VolumeDriver.Get", bad).err().unwrap();
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            let v: serde_json::Value = serde_json::from_slice(body(&r)).unwrap();
+            assert!(v["Err"].as_str().unwrap().starts_with("VolumeDriver.Get: "), "{v}");
+        }
+        assert!(decode::<Req>("VolumeDriver.Get", b"{\"Name\":\"v\"}\n").is_ok());
+    }
+
+    #[test]
+    fn plugin_error_keeps_the_chain_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("open state")]
+        struct Outer(#[source] std::io::Error);
+        let e: PluginError = Outer(std::io::Error::other("disk full")).into();
+        assert_eq!(e.message(), "open state: disk full");
+    }
+}
