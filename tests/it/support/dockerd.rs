@@ -2,11 +2,14 @@
 //! socket in a temp dir, no bridge, no iptables, the `vfs` storage driver (works on any
 //! backing file system), stopped by PID.
 //!
-//! What it cannot keep private: dockerd 20.10 looks for v1 plugins only in the fixed
-//! directories `/run/docker/plugins`, `/etc/docker/plugins` and `/usr/lib/docker/plugins`,
-//! and puts v2 plugin sockets under `/run/docker/plugins/<id>/`. The tests therefore
-//! register their v1 plugin with one uniquely named spec file (`dockplug-it-<pid>.spec`,
-//! removed afterwards) and remove every v2 plugin they create.
+//! What it cannot keep fully private: when a system containerd answers at
+//! `/run/containerd/containerd.sock`, dockerd 20.10 uses it instead of starting its own (it has
+//! no flag against that); our containers then live in namespaces named after the test process.
+//! And dockerd 20.10 looks for v1 plugins only in the fixed directories `/run/docker/plugins`,
+//! `/etc/docker/plugins` and `/usr/lib/docker/plugins`, and puts v2 plugin sockets under
+//! `/run/docker/plugins/<id>/`. The tests therefore register their v1 plugin with one uniquely
+//! named spec file (`dockplug-it-<pid>.spec`, removed afterwards) and remove every v2 plugin
+//! they create.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,7 +43,15 @@ impl Dockerd {
             .arg("--host")
             .arg(format!("unix://{}", sock.display()))
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .args(["--storage-driver=vfs", "--log-level=info"]);
+            .args(["--storage-driver=vfs", "--log-level=info"])
+            // dockerd 20.10 starts its own containerd under the exec-root, unless a system one
+            // answers at /run/containerd: then at least our containers and plugins live in
+            // namespaces of their own.
+            .arg(format!("--containerd-namespace=dockplug-it-{}", std::process::id()))
+            .arg(format!(
+                "--containerd-plugins-namespace=dockplug-it-plugins-{}",
+                std::process::id()
+            ));
         let daemon = Daemon::spawn("dockerd", cmd, &dir.join("dockerd.log"));
         let mut d = Dockerd {
             daemon,
