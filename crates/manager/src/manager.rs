@@ -319,7 +319,9 @@ impl<E: Executor> Manager<E> {
         if alive && self.inner.config.live_restore {
             set_state(&entry, RunState::Starting, true);
             let timeout = self.inner.config.start_timeout;
-            if let Err(e) = self.post_start(&entry, timeout).await {
+            let mut exits = entry.exits.subscribe();
+            exits.mark_unchanged();
+            if let Err(e) = self.post_start(&entry, timeout, exits).await {
                 tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
             }
             return;
@@ -505,6 +507,9 @@ impl<E: Executor> Manager<E> {
         }
         init_layer(&dir.join("rootfs"))?;
         set_state(entry, RunState::Starting, true);
+        // Subscribed before the process exists, so an exit while starting is never missed.
+        let mut exits = entry.exits.subscribe();
+        exits.mark_unchanged();
         if let Err(e) = self.inner.executor.create(&entry.id, spec, log_stdio(&entry.id)).await {
             set_state(entry, RunState::Stopped, false);
             return Err(e.into());
@@ -514,7 +519,7 @@ impl<E: Executor> Manager<E> {
             rt.timeout = timeout;
             rt.started = Some(tokio::time::Instant::now());
         }
-        self.post_start(entry, deadline).await?;
+        self.post_start(entry, deadline, exits).await?;
         {
             let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
             Arc::make_mut(&mut r.plugin).enabled = true;
@@ -530,12 +535,15 @@ impl<E: Executor> Manager<E> {
     }
 
     /// Waits for the socket; on failure stops the plugin and marks it disabled.
-    async fn post_start(&self, entry: &Arc<Entry>, deadline: Duration) -> Result<(), ManagerError> {
+    async fn post_start(
+        &self,
+        entry: &Arc<Entry>,
+        deadline: Duration,
+        mut exits: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), ManagerError> {
         let record = entry.record();
         let socket_name = record.plugin.config.interface.socket.clone();
         let name = record.plugin.name.clone();
-        let mut exits = entry.exits.subscribe();
-        exits.mark_unchanged();
         let result = if socket_name.is_empty() {
             Ok(())
         } else {
@@ -611,26 +619,13 @@ impl<E: Executor> Manager<E> {
             return;
         };
         let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
-        let policy = self.inner.config.restart;
         let restart = {
             let Ok(mut rt) = entry.runtime.lock() else { return };
-            let restart = rt.restart && !self.inner.shutting_down.load(Ordering::SeqCst);
-            if restart {
-                let stable = rt.started.map(|s| s.elapsed() >= policy.stable).unwrap_or(false);
-                if stable {
-                    rt.attempts = 0;
-                }
-                let attempt = rt.attempts;
-                if policy.max_attempts.is_some_and(|m| attempt >= m) {
-                    rt.state = RunState::Stopped;
-                    rt.restart = false;
-                    tracing::error!(plugin = %exit.id, attempts = attempt, "plugin keeps crashing, giving up");
-                    None
-                } else {
-                    rt.attempts += 1;
-                    rt.state = RunState::Restarting { attempt: attempt + 1 };
-                    Some(policy.delay(attempt))
-                }
+            if rt.state == RunState::Starting {
+                // The start in progress sees the exit and fails; it is not a crash to restart.
+                None
+            } else if rt.restart && !self.inner.shutting_down.load(Ordering::SeqCst) {
+                self.next_restart(&exit.id, &mut rt)
             } else {
                 rt.state = RunState::Stopped;
                 None
@@ -640,20 +635,64 @@ impl<E: Executor> Manager<E> {
         if let Some(delay) = restart {
             tracing::warn!(plugin = %exit.id, exit_code = ?exit.exit_code, delay_ms = delay.as_millis() as u64, "plugin exited, restarting");
             let this = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _op = entry.op.lock().await;
-                let still = matches!(entry.run_state(), RunState::Restarting { .. })
-                    && entry.enabled()
-                    && !entry.removed.load(Ordering::SeqCst);
-                if !still || this.check_running().is_err() {
-                    return;
+            tokio::spawn(async move { this.restart_loop(entry, delay).await });
+        }
+    }
+
+    /// The delay before the next restart, or `None` (and `Stopped`) when the policy gives up.
+    fn next_restart(&self, id: &str, rt: &mut crate::store::Runtime) -> Option<Duration> {
+        let policy = self.inner.config.restart;
+        if rt.started.is_some_and(|s| s.elapsed() >= policy.stable) {
+            rt.attempts = 0;
+        }
+        let attempt = rt.attempts;
+        if policy.max_attempts.is_some_and(|m| attempt >= m) {
+            rt.state = RunState::Stopped;
+            rt.restart = false;
+            tracing::error!(plugin = %id, attempts = attempt, "plugin keeps crashing, giving up");
+            return None;
+        }
+        rt.attempts += 1;
+        rt.state = RunState::Restarting { attempt: attempt + 1 };
+        Some(policy.delay(attempt))
+    }
+
+    /// Restarts a crashed plugin after `delay`; a failed restart is part of the crash loop
+    /// (the plugin stays enabled and the backoff goes on) until the policy gives up or the
+    /// plugin is disabled or removed.
+    async fn restart_loop(&self, entry: Arc<Entry>, mut delay: Duration) {
+        loop {
+            tokio::time::sleep(delay).await;
+            let _op = entry.op.lock().await;
+            let still = matches!(entry.run_state(), RunState::Restarting { .. })
+                && entry.enabled()
+                && !entry.removed.load(Ordering::SeqCst);
+            if !still || self.check_running().is_err() {
+                return;
+            }
+            let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
+            let Err(e) = self.start(&entry, true, timeout).await else { return };
+            tracing::error!(plugin = %entry.id, error = %e, "restart of plugin failed");
+            // Still meant to run: undo the disable a failed start records.
+            let record = {
+                let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
+                Arc::make_mut(&mut r.plugin).enabled = true;
+                r.clone()
+            };
+            if let Err(e) = self.inner.store.save(&record) {
+                tracing::warn!(plugin = %entry.id, error = %e, "failed to save plugin state");
+            }
+            let next = match entry.runtime.lock() {
+                Ok(mut rt) => {
+                    rt.restart = true;
+                    self.next_restart(&entry.id, &mut rt)
                 }
-                let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
-                if let Err(e) = this.start(&entry, true, timeout).await {
-                    tracing::error!(plugin = %entry.id, error = %e, "restart of plugin failed");
-                }
-            });
+                Err(_) => None,
+            };
+            match next {
+                Some(d) => delay = d,
+                None => return,
+            }
         }
     }
 

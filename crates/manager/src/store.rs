@@ -109,6 +109,7 @@ pub enum RunState {
     },
 }
 
+/// What the manager knows of a plugin's process.
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub state: RunState,

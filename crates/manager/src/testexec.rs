@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub no_socket: HashSet<String>,
     /// IDs that ignore SIGTERM.
     pub ignore_term: HashSet<String>,
+    /// IDs whose process exits right after it starts, without opening its socket.
+    pub exit_on_start: HashSet<String>,
     /// IDs reported alive by restore.
     pub alive_on_restore: HashSet<String>,
     /// Restores asked.
@@ -120,6 +122,11 @@ impl Executor for TestExecutor {
             }
         }
         self.stop(id, None);
+        if self.state().exit_on_start.contains(id) {
+            self.pretend_running(id);
+            self.crash(id);
+            return Ok(());
+        }
         self.start(id, exec_dir_of(&spec))
     }
 

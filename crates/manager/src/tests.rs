@@ -279,6 +279,21 @@ async fn socket_deadline_disables_the_plugin() {
     assert_eq!(f.m.state("vol").unwrap(), RunState::Stopped);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_plugin_that_dies_while_starting_fails_fast_and_is_not_restarted() {
+    let f = Fixture::new().await;
+    let p = f.create("vol").await;
+    f.exec.state().exit_on_start.insert(p.id.clone());
+    let t = tokio::time::Instant::now();
+    let err = f.m.enable("vol", Some(Duration::from_secs(60))).await.unwrap_err();
+    assert!(matches!(err, ManagerError::ExitedWhileStarting { .. }), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(1), "did not wait for the deadline");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(f.exec.state().specs.len(), 1, "no restart of a plugin that never started");
+    assert_eq!(f.m.state("vol").unwrap(), RunState::Stopped);
+    assert!(!f.m.inspect("vol").unwrap().enabled);
+}
+
 #[tokio::test]
 async fn force_remove_of_an_enabled_plugin_stops_it() {
     let f = Fixture::new().await;
@@ -562,6 +577,37 @@ async fn crashed_plugin_restarts_with_backoff_and_shows_its_state() {
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert!(!f.exec.running(&p.id));
     assert_eq!(f.m.state("vol").unwrap(), RunState::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_restarts_keep_backing_off_until_the_policy_gives_up() {
+    let tmp = tempfile::Builder::new().prefix("dpm").tempdir_in("/tmp").unwrap();
+    let mut config = Fixture::config(tmp.path());
+    config.restart.max_attempts = Some(3);
+    let exec = TestExecutor::new();
+    let m = Manager::new(config, exec.clone()).await.unwrap();
+    let p = m
+        .create_from_context(std::io::Cursor::new(context(VOLUME_CONFIG, false)), "vol")
+        .await
+        .unwrap();
+    m.enable("vol", None).await.unwrap();
+    exec.state().fail_all_creates = true;
+    exec.crash(&p.id);
+    wait_until(|| exec.state().specs.len() == 4 && m.state("vol").unwrap() == RunState::Stopped)
+        .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(exec.state().specs.len(), 4, "three restarts, then it gave up");
+    // Dead is shown as dead, but it is still meant to run: it comes back at the next start
+    // or on an explicit enable.
+    assert!(!m.inspect("vol").unwrap().enabled);
+    let on_disk: serde_json::Value = serde_json::from_slice(
+        &fs::read(tmp.path().join("root").join(&p.id).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["plugin"]["Enabled"], true);
+    exec.state().fail_all_creates = false;
+    m.enable("vol", None).await.unwrap();
+    assert_eq!(m.state("vol").unwrap(), RunState::Running);
 }
 
 /// Waits (in tokio time) for `cond`, at most 10 minutes of it.
