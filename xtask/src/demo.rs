@@ -22,5 +22,6 @@ pub fn run() -> Result<()> {
     if !status.success() {
         bail!("the demo failed ({status})");
     }
+    crate::containerd::demo_v2()?;
     Ok(())
 }

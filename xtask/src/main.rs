@@ -10,8 +10,10 @@
 //! | `demo` | build localvol, start it, discover and activate it with dockplug-v1, drive a volume through its life, print a transcript with timings |
 //! | `package localvol` | package localvol as a v2 plugin directory (`config.json` + `rootfs/`) |
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
+//! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
 mod bench;
+mod containerd;
 mod demo;
 mod package;
 mod setup;
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "package" => Ok(package::task(&args[1..])?),
         "bench" => bench::run(&args[1..]),
+        "bench-enable" => containerd::bench(),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -43,7 +46,9 @@ tasks:
   demo    start localvol, find and drive it with dockplug-v1, print a transcript
   package localvol [--out DIR]
           package localvol as a v2 plugin directory (config.json + rootfs/)
-  bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)";
+  bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)
+  bench-enable
+          enable-to-ready latency and memory with 20 plugins: dockplug on containerd vs dockerd (not in ci)";
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
