@@ -5,6 +5,7 @@ mod containerd;
 mod dockerd_localvol;
 mod layering;
 mod sdk;
+mod sdk_localvol;
 mod sdk_subsystems;
 mod support;
 mod v1;
