@@ -12,7 +12,7 @@
 //! | 2 | usage error (bad flags, invalid JSON argument) |
 //! | 3 | no plugin of that name |
 //! | 4 | the plugin cannot be reached (refused, timed out, connection broken) |
-//! | 5 | the plugin answered with an error (`<Method>: <Err>`) |
+//! | 5 | the plugin answered with an error (`<Method>: <Err>`): a status other than 200, or a 200 whose body has a non-empty `Err` |
 //!
 //! **Architecture invariant:** a binary over `dockplug-v1` and `dockplug-protocol` only; it
 //! never depends on the manager, containerd or tonic, and holds no plugin logic of its own.
@@ -325,7 +325,14 @@ async fn dispatch(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), Failure>
             if !reply.ends_with(b"\n") {
                 writeln!(out).map_err(write_err)?;
             }
-            Ok(())
+            // A 200 whose body carries a non-empty `Err` is a failure to the daemon's
+            // generated proxies; say so, after printing the reply.
+            match serde_json::from_slice::<dockplug_protocol::ErrorBody>(&reply) {
+                Ok(e) if !e.err.is_empty() => {
+                    Err(Failure::new(EXIT_PLUGIN_ERROR, format!("{method}: {}", e.err)))
+                }
+                _ => Ok(()),
+            }
         }
         Command::Bench(b) => {
             let (client, rest) = target(&dirs, b.addr.as_deref(), &b.args, timeout)?;

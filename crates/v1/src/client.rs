@@ -418,7 +418,11 @@ impl Client {
     }
 
     /// Call `method` with `args` as JSON and decode the reply (an empty reply decodes as
-    /// JSON `null`, so `()` and `Option<T>` accept it).
+    /// JSON `null`, so `()` and `Option<T>` accept it; ask for `serde::de::IgnoredAny` to
+    /// ignore any reply).
+    ///
+    /// Only the status decides success, as in Moby's client: a 200 whose body carries
+    /// `{"Err": "..."}` is returned as decoded, for the caller (or its typed reply) to check.
     pub async fn call<A, R>(&self, method: &str, args: &A) -> Result<R, CallError>
     where
         A: Serialize + ?Sized,

@@ -26,6 +26,7 @@ async fn plugins(root: &Path) -> PluginServer {
     PluginServer::unix(&root.join("run/vol.sock"), |seen, _| match seen.path.as_str() {
         "/Plugin.Activate" => Reply::ok(r#"{"Implements":["VolumeDriver"]}"#),
         "/VolumeDriver.Remove" => Reply::Status(500, r#"{"Err":"volume in use"}"#.into()),
+        "/VolumeDriver.Path" => Reply::ok(r#"{"Mountpoint":"","Err":"no such volume"}"#),
         _ => Reply::Status(200, String::from_utf8_lossy(&seen.body).into_owned()),
     })
     .await
@@ -69,7 +70,12 @@ async fn inspect_and_call() {
     assert_eq!(code, EXIT_OK);
     assert_eq!(out, "{\"Name\":\"x\"}\n");
 
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["call", "vol", "VolumeDriver.Path", r#"{"Name":"x"}"#],
+            EXIT_PLUGIN_ERROR,
+            "VolumeDriver.Path: no such volume",
+        ),
         (
             &["call", "vol", "VolumeDriver.Remove", "{}"],
             EXIT_PLUGIN_ERROR,
