@@ -90,6 +90,16 @@ pub enum ManagerError {
         /// The deadline, in seconds.
         seconds: f64,
     },
+    /// `Interface.Socket` is not a plain file name, or its path is too long for a unix socket.
+    #[error("plugin {name} has an unusable socket {socket:?}: {reason}")]
+    InvalidSocket {
+        /// The plugin name.
+        name: String,
+        /// The socket path.
+        socket: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
     /// The plugin exited while starting.
     #[error("plugin {name} exited while starting")]
     ExitedWhileStarting {

@@ -489,6 +489,7 @@ impl<E: Executor> Manager<E> {
         }
         let dir = self.inner.store.plugin_dir(&entry.id);
         let exec_dir = self.exec_dir(&entry.id);
+        check_socket(&name, &exec_dir, &record.plugin.config.interface.socket)?;
         let mut spec = spec::init_spec(
             &record.plugin,
             &spec::SpecPaths { plugin_dir: &dir, exec_dir: &exec_dir },
@@ -911,6 +912,27 @@ impl<E: Executor> Manager<E> {
             .map_err(|e| ManagerError::io("gc", PathBuf::new())(std::io::Error::other(e)))??;
         Ok(deleted)
     }
+}
+
+/// `Interface.Socket` must name a file in the plugin's socket directory, and the whole path
+/// must fit a unix socket address (107 bytes), or no connection could ever succeed.
+fn check_socket(name: &str, exec_dir: &Path, socket: &str) -> Result<(), ManagerError> {
+    if socket.is_empty() {
+        return Ok(());
+    }
+    let path = exec_dir.join(socket);
+    let bad = |reason| ManagerError::InvalidSocket {
+        name: name.to_owned(),
+        socket: path.clone(),
+        reason,
+    };
+    if socket.contains('/') || socket == "." || socket == ".." || socket.contains('\0') {
+        return Err(bad("it must be a file name"));
+    }
+    if path.as_os_str().len() > 107 {
+        return Err(bad("the path is longer than a unix socket address allows"));
+    }
+    Ok(())
 }
 
 /// A plugin removed while the caller waited for its lock is not found.

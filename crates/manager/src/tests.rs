@@ -295,6 +295,19 @@ async fn a_plugin_that_dies_while_starting_fails_fast_and_is_not_restarted() {
 }
 
 #[tokio::test]
+async fn unusable_socket_names_fail_at_once() {
+    let f = Fixture::new().await;
+    for (name, socket) in [("up", "../../x.sock"), ("long", &"s".repeat(100)[..])] {
+        let config = VOLUME_CONFIG.replace("plugin.sock", socket);
+        f.m.create_from_context(std::io::Cursor::new(context(&config, false)), name).await.unwrap();
+        let err = f.m.enable(name, None).await.unwrap_err();
+        assert!(matches!(err, ManagerError::InvalidSocket { .. }), "{err}");
+        assert!(!f.m.inspect(name).unwrap().enabled);
+    }
+    assert!(f.exec.state().specs.is_empty(), "nothing was started");
+}
+
+#[tokio::test]
 async fn force_remove_of_an_enabled_plugin_stops_it() {
     let f = Fixture::new().await;
     let p = f.create("vol").await;
