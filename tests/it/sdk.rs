@@ -505,3 +505,31 @@ async fn tls_with_a_json_spec_file() {
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_waiting_after_the_drain_timeout() {
+    let driver = tricky();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let plugin = Plugin::builder().volume(Shared(driver.clone())).build();
+    let server = plugin
+        .bind_unix(UnixListen::new(&sock))
+        .await
+        .unwrap()
+        .drain_timeout(Duration::from_millis(200));
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = rx.await;
+    }));
+    let client = Client::new(&format!("unix://{}", sock.display()), None).unwrap();
+    let stuck = tokio::spawn(async move {
+        let req = serde_json::json!({"Name": "slow", "ID": "1"});
+        client.call::<_, Value>("VolumeDriver.Mount", &req).await
+    });
+    tokio::time::timeout(Duration::from_secs(10), driver.entered.notified()).await.unwrap();
+    tx.send(()).unwrap();
+    // The gate never opens: shutdown gives up on the stuck call after its drain timeout.
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    assert!(!sock.exists());
+    stuck.abort();
+}

@@ -61,5 +61,5 @@ pub use log::LogDriver;
 pub use metrics::MetricsCollector;
 pub use network::NetworkDriver;
 pub use secrets::SecretProvider;
-pub use server::{Address, Plugin, PluginBuilder, Server};
+pub use server::{Address, Plugin, PluginBuilder, Server, DEFAULT_DRAIN};
 pub use volume::VolumeDriver;

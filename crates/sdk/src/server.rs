@@ -84,6 +84,7 @@ impl Plugin {
             listener: Listener::Unix(listener),
             address: Address::Unix(listen.path().to_owned()),
             cleanup: Cleanup(cleanup),
+            drain: DEFAULT_DRAIN,
         })
     }
 
@@ -96,6 +97,7 @@ impl Plugin {
             listener: Listener::Tcp(listener, tls),
             address,
             cleanup: Cleanup(cleanup),
+            drain: DEFAULT_DRAIN,
         })
     }
 
@@ -152,7 +154,12 @@ pub struct Server {
     listener: Listener,
     address: Address,
     cleanup: Cleanup,
+    drain: Duration,
 }
+
+/// How long shutdown waits for calls in flight by default: dockerd's longest per-call timeout
+/// (`VolumeDriver.Create` and `Mount`), after which the daemon has given up on them anyway.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(120);
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,6 +171,13 @@ impl Server {
     /// Where the server listens (the real port when bound to port 0).
     pub fn address(&self) -> &Address {
         &self.address
+    }
+
+    /// How long shutdown waits for calls in flight before it returns without them (default
+    /// [`DEFAULT_DRAIN`]); their tasks end with the runtime.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain = timeout;
+        self
     }
 
     /// Serve until SIGTERM or SIGINT, then shut down gracefully.
@@ -181,9 +195,10 @@ impl Server {
     }
 
     /// Serve until `shutdown` completes. Then stop accepting, let every call in flight finish
-    /// (idle connections are closed), and remove the socket and discovery files.
+    /// (idle connections are closed; see [`Server::drain_timeout`]), and remove the socket and
+    /// discovery files.
     pub async fn run_until<F: Future<Output = ()>>(self, shutdown: F) -> Result<(), ServeError> {
-        let Server { router, listener, address, cleanup } = self;
+        let Server { router, listener, address, cleanup, drain } = self;
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         tracing::info!(%address, "serving");
@@ -219,7 +234,9 @@ impl Server {
         drop(listener);
         // The socket file goes now, so no new client finds it while calls drain.
         drop(cleanup);
-        graceful.shutdown().await;
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+            tracing::warn!(%address, ?drain, "calls still in flight after the drain timeout: not waiting for them");
+        }
         tracing::info!(%address, "stopped");
         Ok(())
     }
