@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
 use dockplug_protocol::Plugin;
-use tokio::sync::Notify;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 /// What happened to a plugin. The payload is a snapshot taken when it was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,7 @@ struct Queue {
     items: VecDeque<Delivery>,
     events: usize,
     closed: bool,
+    waker: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -100,7 +103,6 @@ struct Subscriber {
     filters: Option<Vec<EventFilter>>,
     capacity: usize,
     queue: Mutex<Queue>,
-    notify: Notify,
 }
 
 impl Subscriber {
@@ -124,15 +126,24 @@ impl Subscriber {
         } else {
             q.items.push_back(Delivery::Missed(1));
         }
+        let waker = q.waker.take();
         drop(q);
-        self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn close(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.closed = true;
+        let waker = match self.queue.lock() {
+            Ok(mut q) => {
+                q.closed = true;
+                q.waker.take()
+            }
+            Err(_) => None,
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
-        self.notify.notify_one();
     }
 }
 
@@ -167,7 +178,6 @@ impl Publisher {
             filters,
             capacity: buffer.max(1),
             queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
         });
         if let Ok(mut s) = self.subscribers.lock() {
             s.push(Arc::downgrade(&sub));
@@ -177,7 +187,8 @@ impl Publisher {
     }
 }
 
-/// A stream of [`Delivery`]s. Dropping it unsubscribes.
+/// A stream of [`Delivery`]s (`recv`, or [`futures_util::Stream`]). Dropping it
+/// unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
     sub: Arc<Subscriber>,
@@ -186,19 +197,25 @@ pub struct Subscription {
 impl Subscription {
     /// The next delivery; `None` once cancelled and drained.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        loop {
-            let sub = self.sub.clone();
-            let notified = sub.notify.notified();
-            if let Some(item) = self.try_recv() {
-                return Some(item);
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next delivery (the [`Stream`](futures_util::Stream) implementation).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let Ok(mut q) = self.sub.queue.lock() else {
+            return Poll::Ready(None);
+        };
+        if let Some(item) = q.items.pop_front() {
+            if matches!(item, Delivery::Event(_)) {
+                q.events -= 1;
             }
-            match self.sub.queue.lock() {
-                Ok(q) if q.closed => return None,
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-            notified.await;
+            return Poll::Ready(Some(item));
         }
+        if q.closed {
+            return Poll::Ready(None);
+        }
+        q.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// The next delivery if one is waiting.
@@ -209,6 +226,14 @@ impl Subscription {
             q.events -= 1;
         }
         Some(item)
+    }
+}
+
+impl futures_util::Stream for Subscription {
+    type Item = Delivery;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 
@@ -282,6 +307,24 @@ mod tests {
         cancel.cancel();
         publisher.publish(Event::Enable(plugin("6", &[])));
         assert_eq!(sub.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn subscription_is_a_stream() {
+        use futures_util::StreamExt;
+        let publisher = std::sync::Arc::new(Publisher::default());
+        let (sub, cancel) = publisher.subscribe(4, None);
+        let p2 = publisher.clone();
+        let sender = tokio::spawn(async move {
+            for i in 0..3 {
+                tokio::task::yield_now().await;
+                p2.publish(Event::Enable(plugin(&i.to_string(), &[])));
+            }
+            cancel.cancel();
+        });
+        let got: Vec<Delivery> = sub.collect().await;
+        sender.await.unwrap();
+        assert_eq!(got.len(), 3);
     }
 
     #[tokio::test]
