@@ -236,3 +236,94 @@ pub(crate) fn init_spec(plugin: &Plugin, paths: &SpecPaths<'_>) -> Result<Spec, 
     });
     serde_json::from_value(spec).map_err(SpecError::Invalid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_of(config: &str) -> Result<serde_json::Value, SpecError> {
+        let config: dockplug_protocol::PluginConfig = serde_json::from_str(config).unwrap();
+        let plugin = Plugin {
+            settings: dockplug_protocol::plugin::PluginSettings::from_config(&config),
+            config,
+            ..Plugin::default()
+        };
+        let spec = init_spec(
+            &plugin,
+            &SpecPaths { plugin_dir: Path::new("/r/id"), exec_dir: Path::new("/x/id") },
+        )?;
+        Ok(serde_json::to_value(spec).unwrap())
+    }
+
+    #[test]
+    fn defaults_of_an_empty_config() {
+        let s = spec_of("{}").unwrap();
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["mount", "network", "uts", "pid", "ipc"]);
+        assert_eq!(s["process"]["cwd"], "/");
+        assert_eq!(s["process"]["user"]["uid"], 0);
+        assert!(s["linux"]["rootfsPropagation"].is_null());
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0]["allow"], false);
+        assert_eq!(rules.len(), 8);
+        let dests: Vec<&str> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(dests.last(), Some(&"/run/docker/plugins"));
+        assert!(!dests.contains(&"/etc/hosts"), "private network: no host files");
+    }
+
+    #[test]
+    fn namespaces_devices_and_network() {
+        let s = spec_of(
+            r#"{"Network":{"Type":"bridge"},"IpcHost":true,
+                "Linux":{"AllowAllDevices":true,"Devices":[{"Path":"/dev/null"}]}}"#,
+        )
+        .unwrap();
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["mount", "network", "uts", "pid"]);
+        let dests: Vec<&str> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert!(dests.ends_with(&["/run/docker/plugins", "/etc/hosts", "/etc/resolv.conf"]));
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0], serde_json::json!({"allow": true, "access": "rwm"}));
+        assert_eq!(s["linux"]["devices"][0]["type"], "c");
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(matches!(
+            spec_of(r#"{"Mounts":[{"Destination":"/x"}]}"#),
+            Err(SpecError::MountSource)
+        ));
+        assert!(matches!(
+            spec_of(r#"{"Linux":{"Devices":[{"Name":"d"}]}}"#),
+            Err(SpecError::DevicePath)
+        ));
+        let err = spec_of(r#"{"Linux":{"Devices":[{"Path":"/nonexistent-device"}]}}"#).unwrap_err();
+        assert!(err.to_string().starts_with(
+            "error gathering device information while adding custom device \"/nonexistent-device\""
+        ));
+        // A regular file is not a device.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let config = format!(r#"{{"Linux":{{"Devices":[{{"Path":{:?}}}]}}}}"#, file.path());
+        assert!(matches!(spec_of(&config), Err(SpecError::Device { .. })));
+    }
+}
