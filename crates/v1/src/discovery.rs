@@ -107,6 +107,18 @@ pub struct SocketId {
     ctime_nsec: i64,
 }
 
+impl SocketId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        SocketId { ino: meta.ino(), ctime: meta.ctime(), ctime_nsec: meta.ctime_nsec() }
+    }
+
+    /// The identity of the socket at `path` now, if one is there.
+    pub fn current(path: &Path) -> Option<SocketId> {
+        std::fs::metadata(path).ok().filter(|m| m.file_type().is_socket()).map(|m| Self::of(&m))
+    }
+}
+
 /// The directories v1 plugins are discovered in.
 ///
 /// [`LocalRegistry::new`] uses Moby's defaults; [`LocalRegistry::with_dirs`] takes any
@@ -224,17 +236,12 @@ impl LocalRegistry {
                 let addr = text
                     .parse()
                     .map_err(|source| DiscoveryError::BadAddress { path: path.clone(), source })?;
-                use std::os::unix::fs::MetadataExt;
                 return Ok(PluginSpec {
                     name: name.to_owned(),
                     addr,
                     tls: Some(TlsOptions::insecure()),
                     source: path,
-                    socket_id: Some(SocketId {
-                        ino: meta.ino(),
-                        ctime: meta.ctime(),
-                        ctime_nsec: meta.ctime_nsec(),
-                    }),
+                    socket_id: Some(SocketId::of(&meta)),
                 });
             }
         }

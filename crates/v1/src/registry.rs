@@ -4,6 +4,8 @@
 //! owns (share it with an `Arc`). Differences from Moby, on purpose:
 //!
 //! * a missing plugin fails at once instead of being looked up again for 15 s (quirk 7);
+//! * a cached plugin whose socket was removed or re-created is looked up on disk again, so a
+//!   restarted or reinstalled plugin is not dialled at its old socket (moby/moby#34545);
 //! * a socket that refused connections is marked dead for a short time
 //!   ([`RegistryConfig::dead_for`]), so the lookups that follow fail in microseconds instead of
 //!   each waiting out the retries; a socket re-created in its place is tried at once;
@@ -190,8 +192,21 @@ impl Registry {
         if name.is_empty() {
             return Err(DiscoveryError::InvalidName { name: String::new() }.into());
         }
-        if let Some(p) = self.lock().plugins.get(name) {
-            return Ok(Arc::clone(p));
+        let cached = self.lock().plugins.get(name).cloned();
+        if let Some(p) = cached {
+            // A plugin behind a socket that was removed or re-created (the plugin restarted
+            // or was reinstalled) is found on disk again, not dialled at its old socket.
+            let stale = match (p.socket_id, p.source()) {
+                (Some(id), Some(path)) => SocketId::current(path) != Some(id),
+                _ => false,
+            };
+            if !stale {
+                return Ok(p);
+            }
+            let mut state = self.lock();
+            if state.plugins.get(name).is_some_and(|q| Arc::ptr_eq(q, &p)) {
+                state.plugins.remove(name);
+            }
         }
         let spec = self.discovery.plugin(name)?;
         {

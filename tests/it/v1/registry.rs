@@ -219,3 +219,22 @@ async fn handlers_run_once_per_plugin() {
     });
     assert_eq!(other.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_restarted_plugin_is_found_again_at_its_new_socket() {
+    let dir = tempdir();
+    let r = registry(dir.path());
+    let path = dir.path().join("run/p.sock");
+    let first = PluginServer::unix(&path, manifest(&["VolumeDriver"])).await;
+    assert_eq!(r.get("p", "VolumeDriver").await.unwrap().manifest().unwrap().implements.len(), 1);
+    // The plugin restarts: its socket is re-created, now implementing more.
+    drop(first);
+    std::fs::remove_file(&path).unwrap();
+    let second = PluginServer::unix(&path, manifest(&["VolumeDriver", "authz"])).await;
+    let p = r.get("p", "authz").await.unwrap();
+    assert_eq!(p.manifest().unwrap().implements, ["VolumeDriver", "authz"]);
+    assert_eq!(activations(&second), 1);
+    // While the socket stays the same, the cached plugin is used.
+    r.get("p", "authz").await.unwrap();
+    assert_eq!(activations(&second), 1);
+}
