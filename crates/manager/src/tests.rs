@@ -831,5 +831,6 @@ use crate::executor::{ExecutorError, Signal};
 use crate::settable::SetError;
 
 mod crash;
+mod golden;
 mod malicious;
 mod mounts;
