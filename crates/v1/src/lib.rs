@@ -22,7 +22,7 @@
 //! | 4 retries | emptied body resent; timeouts retried (duplicate delivery) | fixed: consumed bodies never resent, timeouts never retried |
 //! | 5 status | only 200 is success; raw body when `Err` is absent | kept (wire contract) |
 //! | 6 `.json` TLS | no `CAFile` forces insecure; `Name` ignored | kept (spec files rely on it) |
-//! | 7 missing plugin | looked up again for ≈15 s | fixed: fails at once |
+//! | 7 missing plugin | looked up again for ≈15 s | fixed: fails at once; [`Registry::get_waiting`] waits when asked |
 //! | 8 late handler | re-runs *all* handlers of active plugins | fixed: each handler sees each plugin once |
 //!
 //! Also beyond Moby: activation is bounded (30 s by default, [`PluginOptions`]); a refusing

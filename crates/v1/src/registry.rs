@@ -4,6 +4,7 @@
 //! owns (share it with an `Arc`). Differences from Moby, on purpose:
 //!
 //! * a missing plugin fails at once instead of being looked up again for 15 s (quirk 7);
+//!   [`Registry::get_waiting`] waits for it when the caller asks;
 //! * a cached plugin whose socket was removed or re-created is looked up on disk again, so a
 //!   restarted or reinstalled plugin is not dialled at its old socket (moby/moby#34545);
 //! * a socket that refused connections is marked dead for a short time
@@ -133,6 +134,36 @@ impl Registry {
         }
         tracing::debug!(plugin = name, iface, "plugin implements interface");
         Ok(plugin)
+    }
+
+    /// [`Registry::get`], waiting up to `timeout` for the plugin to appear on disk (or for a
+    /// refusing socket to be replaced): for a daemon that starts alongside its plugins. This
+    /// is Moby's lookup retry made explicit; plain `get` fails at once.
+    pub async fn get_waiting(
+        &self,
+        name: &str,
+        iface: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Plugin>, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.get(name, iface).await {
+                Err(e) if e.is_not_found() || matches!(e, Error::Unavailable { .. }) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    tracing::debug!(
+                        plugin = name,
+                        "plugin not there yet, looking again in {delay:?}"
+                    );
+                    tokio::time::sleep(delay.min(left)).await;
+                    delay = (delay * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The plugin `name`, activated, whatever it implements.

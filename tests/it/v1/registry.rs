@@ -238,3 +238,23 @@ async fn a_restarted_plugin_is_found_again_at_its_new_socket() {
     r.get("p", "authz").await.unwrap();
     assert_eq!(activations(&second), 1);
 }
+
+#[tokio::test]
+async fn get_waiting_finds_a_plugin_that_starts_late() {
+    let dir = tempdir();
+    let r = registry(dir.path());
+    let path = dir.path().join("run/late.sock");
+    let (found, _server) =
+        tokio::join!(r.get_waiting("late", "VolumeDriver", Duration::from_secs(10)), async {
+            // The lookup above runs first and finds nothing; then the plugin starts.
+            tokio::task::yield_now().await;
+            PluginServer::unix(&path, manifest(&["VolumeDriver"])).await
+        });
+    assert_eq!(found.unwrap().name(), "late");
+
+    let started = Instant::now();
+    let e = r.get_waiting("never", "VolumeDriver", Duration::from_millis(100)).await.unwrap_err();
+    assert!(e.is_not_found());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
