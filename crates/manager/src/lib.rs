@@ -59,5 +59,5 @@ pub use executor::{
     exit_channel, BoxError, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, OutputSink,
     PluginStdio, Signal,
 };
-pub use manager::{Manager, ManagerConfig, RestartPolicy};
+pub use manager::{DaemonEvent, Manager, ManagerConfig, RestartPolicy};
 pub use store::{Handler, LookupMode, PluginRef, RunState, SpecOpt, Store};

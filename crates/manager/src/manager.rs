@@ -58,6 +58,20 @@ impl RestartPolicy {
     }
 }
 
+/// A daemon-level plugin event (see [`Manager::on_daemon_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DaemonEvent<'a> {
+    /// `Actor.ID`: the plugin ID.
+    pub id: &'a str,
+    /// `Actor.Attributes.name`.
+    pub name: &'a str,
+    /// `Action`: `create`, `enable`, `disable` or `remove`.
+    pub action: &'static str,
+}
+
+type DaemonEventSink = Arc<dyn Fn(&DaemonEvent<'_>) + Send + Sync>;
+
 /// Where and how the manager works.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -100,6 +114,7 @@ struct Inner<E> {
     executor: E,
     blobs: BlobStore,
     events: Publisher,
+    daemon_events: std::sync::RwLock<Option<DaemonEventSink>>,
     /// Readers: create (and later pull/upgrade). Writer: gc.
     gc_lock: tokio::sync::RwLock<()>,
     shutting_down: AtomicBool,
@@ -260,6 +275,7 @@ impl<E: Executor> Manager<E> {
                 executor,
                 blobs,
                 events: Publisher::default(),
+                daemon_events: std::sync::RwLock::new(None),
                 gc_lock: tokio::sync::RwLock::new(()),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -361,6 +377,7 @@ impl<E: Executor> Manager<E> {
         }
         let plugin = result?;
         self.inner.events.publish(Event::Create(plugin.clone()));
+        self.daemon_event(&plugin.id, &plugin.name, "create");
         Ok(plugin)
     }
 
@@ -464,6 +481,7 @@ impl<E: Executor> Manager<E> {
         self.start(&entry, false, timeout).await?;
         let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Enable(plugin.clone()));
+        self.daemon_event(&plugin.id, name, "enable");
         Ok(plugin)
     }
 
@@ -722,6 +740,7 @@ impl<E: Executor> Manager<E> {
         self.inner.store.save(&record)?;
         let plugin = (*entry.snapshot()).clone();
         self.inner.events.publish(Event::Disable(plugin.clone()));
+        self.daemon_event(&plugin.id, name, "disable");
         Ok(plugin)
     }
 
@@ -752,6 +771,7 @@ impl<E: Executor> Manager<E> {
         entry.removed.store(true, Ordering::SeqCst);
         self.inner.store.remove(&entry.id);
         let plugin = (*entry.snapshot()).clone();
+        self.daemon_event(&plugin.id, name, "remove");
         self.inner.events.publish(Event::Remove(plugin));
         let this = self.clone();
         tokio::spawn(async move {
@@ -869,6 +889,23 @@ impl<E: Executor> Manager<E> {
         filters: Option<Vec<EventFilter>>,
     ) -> (Subscription, CancelHandle) {
         self.inner.events.subscribe(buffer, filters)
+    }
+
+    /// Sets where the daemon-level events go (Moby's `LogPluginEvent`, shown by the Engine's
+    /// `/events` as type `plugin`): `create` (plugin ID, normalised name), `enable`,
+    /// `disable` and `remove` (plugin ID, the name or ID exactly as the caller passed it).
+    /// None for `set`, crash restarts or restore, as in Moby.
+    pub fn on_daemon_event(&self, sink: impl Fn(&DaemonEvent<'_>) + Send + Sync + 'static) {
+        if let Ok(mut s) = self.inner.daemon_events.write() {
+            *s = Some(Arc::new(sink));
+        }
+    }
+
+    fn daemon_event(&self, id: &str, name: &str, action: &'static str) {
+        let sink = self.inner.daemon_events.read().ok().and_then(|s| s.clone());
+        if let Some(sink) = sink {
+            sink(&DaemonEvent { id, name, action });
+        }
     }
 
     /// Stops every running plugin (they stay enabled on disk and come back at the next

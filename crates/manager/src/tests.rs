@@ -769,6 +769,31 @@ async fn events_filters_through_the_manager() {
 }
 
 #[tokio::test]
+async fn daemon_events_carry_the_name_as_given() {
+    let f = Fixture::new().await;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l2 = log.clone();
+    f.m.on_daemon_event(move |e| {
+        l2.lock().unwrap().push(format!("{} {} {}", e.action, &e.id[..4], e.name))
+    });
+    let p = f.create("vol").await;
+    let short = &p.id[..4];
+    f.m.set("vol", &["DEBUG=1".into()]).await.unwrap();
+    f.m.enable(short, None).await.unwrap();
+    f.m.disable("vol:latest", false).await.unwrap();
+    f.m.remove("docker.io/library/vol", false).await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("create {short} vol:latest"),
+            format!("enable {short} {short}"),
+            format!("disable {short} vol:latest"),
+            format!("remove {short} docker.io/library/vol"),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn concurrent_operations_on_one_plugin_stay_consistent() {
     let f = Fixture::new().await;
     let p = f.create("vol").await;
