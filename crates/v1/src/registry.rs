@@ -308,3 +308,31 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+    fn shared<T: Send + Sync>() {}
+
+    /// A daemon shares one registry between tasks and spawns lookups and calls.
+    #[test]
+    fn registry_clients_and_their_futures_are_send() {
+        shared::<Registry>();
+        shared::<Plugin>();
+        shared::<crate::Client>();
+        shared::<Error>();
+        let r = Registry::new(
+            LocalRegistry::with_dirs(["/nonexistent"], ["/nonexistent"]),
+            RegistryConfig::default(),
+        );
+        send(&r.get("x", "VolumeDriver"));
+        send(&r.get_all("VolumeDriver"));
+        send(&r.get_waiting("x", "VolumeDriver", Duration::ZERO));
+        let c = crate::Client::new("tcp://127.0.0.1:1", None).unwrap_or_else(|e| panic!("{e}"));
+        send(&c.call::<_, serde_json::Value>("X.Y", &1));
+        send(&c.stream("X.Y", &1));
+        send(&c.send_file::<_, serde_json::Value>("X.Y", tokio::io::empty()));
+    }
+}
