@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod containerd;
+mod containerd_e2e;
 mod dockerd_localvol;
 mod layering;
 mod sdk;

@@ -1,0 +1,270 @@
+//! End to end: the manager on the containerd executor, with the packaged localvol v2 plugin,
+//! against a private containerd and runc, called through dockplug-v1 on its socket in the
+//! manager's exec root.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
+use dockplug_manager::{LookupMode, Manager, ManagerConfig, ManagerError, RunState};
+use dockplug_v1::Client;
+use serde_json::{json, Value};
+
+use crate::support::containerd::Containerd;
+use crate::support::{localvol, program};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// localvol's `PropagatedMount`, where its volumes live.
+const PROPAGATED_MOUNT: &str = "/data";
+
+/// A private containerd, a short exec root (socket paths stay under 108 bytes), the manager's
+/// root and the packaged localvol.
+struct Env {
+    containerd: Containerd,
+    exec_root: tempfile::TempDir,
+    plugin_dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let containerd = Containerd::start();
+        let exec_root = tempfile::Builder::new().prefix("x").tempdir_in("/tmp").unwrap();
+        let plugin_dir = localvol::packaged(&containerd.path("localvol"));
+        Env { containerd, exec_root, plugin_dir }
+    }
+
+    async fn manager(&self, live_restore: bool) -> Manager<ContainerdExecutor> {
+        let config = ContainerdConfig::new(&self.containerd.socket, self.containerd.path("fifo"));
+        let executor = ContainerdExecutor::connect(config).await.expect("connect to containerd");
+        let mut config = ManagerConfig::new(self.containerd.path("plugins"), self.exec_root.path());
+        config.live_restore = live_restore;
+        config.start_timeout = Duration::from_secs(20);
+        Manager::new(config, executor).await.expect("open the manager")
+    }
+
+    /// The build context of the packaged plugin, its entrypoint replaced when given.
+    fn context(&self, entrypoint: Option<&[&str]>) -> Cursor<Vec<u8>> {
+        let dir = match entrypoint {
+            None => self.plugin_dir.clone(),
+            Some(entrypoint) => {
+                let dir = self.containerd.path(&format!("variant{}", entrypoint.len()));
+                let out =
+                    Command::new("cp").arg("-a").arg(&self.plugin_dir).arg(&dir).output().unwrap();
+                assert!(out.status.success());
+                let file = dir.join("config.json");
+                let mut config: Value =
+                    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+                config["Entrypoint"] = json!(entrypoint);
+                std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+                dir
+            }
+        };
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-cf", "-", "config.json", "rootfs"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+        Cursor::new(out.stdout)
+    }
+
+    fn client(&self, id: &str) -> Client {
+        let socket = self.exec_root.path().join(id).join(localvol::LOCALVOL_SOCKET);
+        Client::new(&format!("unix://{}", socket.display()), None).unwrap()
+    }
+
+    /// `ctr tasks list` as (container id, pid, status).
+    fn tasks(&self) -> Vec<(String, u32, String)> {
+        let out = Command::new(program("ctr"))
+            .arg("--address")
+            .arg(&self.containerd.socket)
+            .args(["--namespace", "plugins.moby", "tasks", "list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_owned(), f.next()?.parse().ok()?, f.next()?.to_owned()))
+            })
+            .collect()
+    }
+
+    fn running_pid(&self, id: &str) -> Option<u32> {
+        self.tasks().into_iter().find(|(c, _, s)| c == id && s == "RUNNING").map(|(_, p, _)| p)
+    }
+}
+
+async fn eventually<F, Fut>(mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn answers(client: &Client) -> bool {
+    client.call::<_, Value>("VolumeDriver.List", &json!({})).await.is_ok()
+}
+
+fn kill9(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localvol_runs_on_containerd_from_create_to_remove() {
+    let env = Env::new();
+    let m = env.manager(false).await;
+    let plugin = m.create_from_context(env.context(None), "localvol:latest").await.expect("create");
+    let enabled = m.enable("localvol", None).await.expect("enable");
+    assert!(enabled.enabled);
+    assert_eq!(m.state("localvol").unwrap(), RunState::Running);
+    assert!(env.running_pid(&plugin.id).is_some(), "a running task: {:?}", env.tasks());
+
+    let client = env.client(&plugin.id);
+    let _: Value =
+        client.call("VolumeDriver.Create", &json!({"Name": "vol1", "Opts": {}})).await.unwrap();
+    let mounted: Value =
+        client.call("VolumeDriver.Mount", &json!({"Name": "vol1", "ID": "c1"})).await.unwrap();
+    let mountpoint = mounted["Mountpoint"].as_str().expect("a mountpoint").to_owned();
+    assert!(mountpoint.starts_with(PROPAGATED_MOUNT), "{mountpoint}");
+    // The volume lives in the propagated mount, visible on the host.
+    let on_host = env
+        .containerd
+        .path("plugins")
+        .join(&plugin.id)
+        .join("propagated-mount")
+        .join(mountpoint.trim_start_matches(PROPAGATED_MOUNT).trim_start_matches('/'));
+    assert!(on_host.is_dir(), "{} on the host", on_host.display());
+    let _: Value =
+        client.call("VolumeDriver.Unmount", &json!({"Name": "vol1", "ID": "c1"})).await.unwrap();
+
+    let disabled = m.disable("localvol", false).await.expect("disable");
+    assert!(!disabled.enabled);
+    assert!(env.tasks().is_empty(), "no task after disable: {:?}", env.tasks());
+    assert!(!answers(&client).await, "the socket is gone");
+    m.remove("localvol", false).await.expect("remove");
+    assert!(!env.containerd.path("plugins").join(&plugin.id).exists(), "plugin dir removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_manager_reattaches_to_the_running_plugin() {
+    let env = Env::new();
+    let m = env.manager(true).await;
+    let plugin = m.create_from_context(env.context(None), "localvol:latest").await.unwrap();
+    m.enable("localvol", None).await.unwrap();
+    let pid = env.running_pid(&plugin.id).expect("running");
+    // In use once (a volume of it is mounted somewhere).
+    m.get("localvol", "volumedriver", LookupMode::Acquire).unwrap();
+    drop(m);
+
+    let m = env.manager(true).await;
+    assert_eq!(m.state("localvol").unwrap(), RunState::Running);
+    assert_eq!(env.running_pid(&plugin.id), Some(pid), "the same process, re-attached");
+    assert!(answers(&env.client(&plugin.id)).await, "still answering");
+    let e = m.disable("localvol", false).await.unwrap_err();
+    assert!(matches!(e, ManagerError::InUse { .. }), "the in-use count survived: {e}");
+
+    // Re-attached means watched: a crash is seen and the plugin restarted.
+    kill9(pid);
+    assert!(
+        eventually(|| async { env.running_pid(&plugin.id).is_some_and(|p| p != pid) }).await,
+        "restarted after the crash: {:?}",
+        env.tasks()
+    );
+    m.disable("localvol", true).await.unwrap();
+    m.remove("localvol", true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_plugin_is_restarted_and_a_containerd_restart_loses_no_exit() {
+    let mut env = Env::new();
+    let m = env.manager(false).await;
+    let plugin = m.create_from_context(env.context(None), "localvol:latest").await.unwrap();
+    m.enable("localvol", None).await.unwrap();
+    let client = env.client(&plugin.id);
+
+    let first = env.running_pid(&plugin.id).expect("running");
+    kill9(first);
+    assert!(
+        eventually(|| async {
+            env.running_pid(&plugin.id).is_some_and(|p| p != first)
+                && m.state("localvol").ok() == Some(RunState::Running)
+        })
+        .await,
+        "restarted after SIGKILL: {:?} {:?}",
+        m.state("localvol"),
+        env.tasks()
+    );
+    assert!(answers(&client).await, "answering after the restart");
+
+    // containerd restarts under the manager; the event stream recovers.
+    env.containerd.restart();
+    let second = env.running_pid(&plugin.id).expect("still running after the containerd restart");
+    kill9(second);
+    assert!(
+        eventually(|| async {
+            env.running_pid(&plugin.id).is_some_and(|p| p != second)
+                && m.state("localvol").ok() == Some(RunState::Running)
+        })
+        .await,
+        "restarted after a crash following the containerd restart: {:?}",
+        env.tasks()
+    );
+    assert!(answers(&client).await);
+    m.disable("localvol", false).await.unwrap();
+    m.remove("localvol", false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entrypoint_that_exits_at_once_fails_enable() {
+    let env = Env::new();
+    let m = env.manager(false).await;
+    let ctx = env.context(Some(&["/localvol", "--no-such-flag"]));
+    m.create_from_context(ctx, "broken:latest").await.unwrap();
+    let started = Instant::now();
+    let e = m.enable("broken", None).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "failed fast, not at the deadline");
+    assert!(matches!(e, ManagerError::ExitedWhileStarting { .. }), "{e}");
+    assert!(!m.inspect("broken").unwrap().enabled);
+    assert!(
+        eventually(|| async { env.tasks().is_empty() }).await,
+        "nothing left: {:?}",
+        env.tasks()
+    );
+    m.remove("broken", false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_never_opens_its_socket_fails_at_the_deadline() {
+    let env = Env::new();
+    let m = env.manager(false).await;
+    let ctx =
+        env.context(Some(&["/localvol", "--socket", "/tmp/elsewhere.sock", "--root", "/data"]));
+    m.create_from_context(ctx, "mute:latest").await.unwrap();
+    let started = Instant::now();
+    let e = m.enable("mute", Some(Duration::from_secs(2))).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, ManagerError::SocketTimeout { .. }), "{e}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(15), "{took:?}");
+    assert!(!m.inspect("mute").unwrap().enabled);
+    assert!(env.tasks().is_empty(), "nothing left running: {:?}", env.tasks());
+    m.remove("mute", false).await.unwrap();
+}
