@@ -322,6 +322,7 @@ impl<E: Executor> Manager<E> {
         let _op = entry.op.lock().await;
         let record = entry.record();
         let name = record.plugin.name.clone();
+        migrate_propagated_mount(&self.inner.store.plugin_dir(&entry.id), &record.plugin);
         if !record.plugin.enabled {
             return;
         }
@@ -444,6 +445,12 @@ impl<E: Executor> Manager<E> {
             std::fs::rename(staging, &rootfs)
                 .map_err(ManagerError::io("rename rootfs to", &rootfs))?;
             crate::failpoint::hit("create:after_rename", &staged).map_err(crash(&staged))?;
+            if !record.plugin.config.propagated_mount.is_empty() {
+                // Present from the start, so restore never mistakes the rootfs's own
+                // directory for data to migrate.
+                let pm = staged.join("propagated-mount");
+                fsutil::mkdir_all(&pm, 0o755).map_err(ManagerError::io("mkdir", &pm))?;
+            }
             self.inner.store.save_in(&staged, &record)?;
             std::fs::rename(&staged, &dir)
                 .map_err(ManagerError::io("rename plugin dir to", &dir))?;
@@ -948,6 +955,35 @@ impl<E: Executor> Manager<E> {
             .await
             .map_err(|e| ManagerError::io("gc", PathBuf::new())(std::io::Error::other(e)))??;
         Ok(deleted)
+    }
+}
+
+/// Moby's restore-time migration: plugins that keep data under their propagated mount once
+/// kept it inside their rootfs; move it to `<root>/<id>/propagated-mount` if that is missing.
+fn migrate_propagated_mount(dir: &Path, plugin: &Plugin) {
+    let pm = plugin.config.propagated_mount.trim_start_matches('/');
+    let concerned = plugin.config.interface.types().iter().any(|t| {
+        t.prefix() == "docker"
+            && t.version().starts_with("1.")
+            && matches!(
+                t.capability(),
+                "volumedriver" | "graphdriver" | "csinode" | "csicontroller"
+            )
+    });
+    if pm.is_empty() || !concerned {
+        return;
+    }
+    let target = dir.join("propagated-mount");
+    let old = dir.join("rootfs").join(pm);
+    // Only a real directory inside the rootfs is moved, never through a symlink.
+    let old_is_dir = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir());
+    if !target.exists() && old_is_dir && !pm.split('/').any(|c| c == "..") {
+        if let Err(e) = std::fs::rename(&old, &target) {
+            tracing::error!(plugin = %plugin.id, error = %e, "error migrating propagated mount storage");
+        }
+    }
+    if let Err(e) = fsutil::mkdir_all(&target, 0o755) {
+        tracing::error!(plugin = %plugin.id, error = %e, "error creating propagated mount storage");
     }
 }
 

@@ -769,6 +769,25 @@ async fn events_filters_through_the_manager() {
 }
 
 #[tokio::test]
+async fn restore_migrates_propagated_mount_data_out_of_the_rootfs() {
+    let f = Fixture::new().await;
+    let p = f.create("vol").await;
+    let dir = f.root().join(&p.id);
+    // A fresh plugin has its propagated-mount dir, and restore leaves its rootfs alone.
+    assert!(dir.join("propagated-mount").is_dir());
+    fs::create_dir_all(dir.join("rootfs/data")).unwrap();
+    let _m = f.restart(TestExecutor::new()).await;
+    assert!(dir.join("rootfs/data").is_dir());
+    // An old layout: the data is in the rootfs, there is no propagated-mount dir.
+    fs::remove_dir(dir.join("propagated-mount")).unwrap();
+    fs::create_dir_all(dir.join("rootfs/data/volumes")).unwrap();
+    fs::write(dir.join("rootfs/data/volumes/v1"), b"kept").unwrap();
+    let _m = f.restart(TestExecutor::new()).await;
+    assert_eq!(fs::read(dir.join("propagated-mount/volumes/v1")).unwrap(), b"kept");
+    assert!(!dir.join("rootfs/data").exists());
+}
+
+#[tokio::test]
 async fn daemon_events_carry_the_name_as_given() {
     let f = Fixture::new().await;
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
