@@ -92,6 +92,19 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The system's trusted roots, read once per process. Unreadable system certificates are not
+/// fatal: a CA file may still be enough.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        roots
+    })
+}
+
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_owned(), source })
 }
@@ -107,14 +120,11 @@ pub(crate) fn client_config(opts: Option<&TlsOptions>) -> Result<Arc<ClientConfi
     let builder = if opts.insecure_skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
     } else {
-        let mut roots = RootCertStore::empty();
-        if !(opts.exclusive_root_pools && opts.ca_file.is_some()) {
-            // Unreadable system certificates are not fatal: a CA file may still be enough.
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
-                let _ = roots.add(cert);
-            }
-        }
+        let mut roots = if opts.exclusive_root_pools && opts.ca_file.is_some() {
+            RootCertStore::empty()
+        } else {
+            system_roots().clone()
+        };
         if let Some(ca) = &opts.ca_file {
             let pem = read_pem("CA certificate", ca)?;
             let mut added = 0;
