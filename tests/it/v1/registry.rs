@@ -258,3 +258,26 @@ async fn get_waiting_finds_a_plugin_that_starts_late() {
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn get_all_bounds_its_parallelism() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join("run")).unwrap();
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let path = dir.path().join(format!("run/{name}.sock"));
+        servers.push(PluginServer::unix(&path, |_, _| Reply::Hang).await);
+    }
+    let timeout = Duration::from_millis(150);
+    let r = Registry::new(
+        LocalRegistry::with_dirs([dir.path().join("run")], [dir.path().join("etc")]),
+        RegistryConfig::default()
+            .parallelism(2)
+            .plugin(PluginOptions::default().activate_timeout(Some(timeout))),
+    );
+    let started = Instant::now();
+    assert!(r.get_all("VolumeDriver").await.unwrap().is_empty());
+    // Four activations that each time out, two at a time: at least two timeouts in a row.
+    assert!(started.elapsed() >= timeout * 2, "{:?}", started.elapsed());
+    assert!(servers.iter().all(|s| s.count() == 1));
+}
