@@ -74,7 +74,7 @@ async fn a_dangling_socket_fails_fast_without_retry() {
     let started = Instant::now();
     let e = c.call::<_, Value>("X.Y", &1).await.unwrap_err();
     assert!(e.is_refused(), "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 fn quick(addr: &str) -> Client {

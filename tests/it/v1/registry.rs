@@ -68,7 +68,7 @@ async fn get_activates_and_checks_the_interface() {
     let started = Instant::now();
     let e = r.get("missing", "VolumeDriver").await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    assert!(started.elapsed() < Duration::from_millis(500), "no 15 s lookup retry");
+    assert!(started.elapsed() < Duration::from_secs(1), "no 15 s lookup retry");
     assert!(r.get("", "VolumeDriver").await.is_err());
     assert_eq!(activations(&server), 1, "activation happens once");
 }
@@ -145,7 +145,7 @@ async fn a_stale_socket_is_marked_dead_then_retried_when_recreated() {
         let e = r.get("stale", "VolumeDriver").await.unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     }
-    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 
     // The plugin comes back on a new socket at the same path: tried at once.
     std::fs::remove_file(&path).unwrap();
