@@ -82,3 +82,20 @@ impl Connection {
         EventsClient::new(self.channel.clone())
     }
 }
+
+#[cfg(test)]
+impl Connection {
+    /// A connection to a loopback port nobody listens on, connected lazily: every request
+    /// fails (for unit tests of what the executor does with exits).
+    pub(crate) fn unconnected(namespace: &str) -> Self {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9")
+            .connect_timeout(Duration::from_millis(200))
+            .connect_lazy();
+        Connection {
+            channel,
+            namespace: namespace.parse().expect("valid namespace"),
+            namespace_text: namespace.to_owned(),
+            timeout: Duration::from_millis(200),
+        }
+    }
+}

@@ -388,3 +388,89 @@ impl Executor for ContainerdExecutor {
         self.exits.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> (Arc<Shared>, ExitReceiver) {
+        let (exits, receiver) = exit_channel();
+        let dir = std::env::temp_dir().join(format!("dockplug-ctrd-unit-{}", std::process::id()));
+        let shared = Arc::new(Shared {
+            conn: Connection::unconnected("plugins.test"),
+            config: ContainerdConfig::new("/nonexistent.sock", dir),
+            tracked: Mutex::new(HashMap::new()),
+            tokens: AtomicU64::new(1),
+            exits,
+        });
+        (shared, receiver)
+    }
+
+    fn tracked(shared: &Shared, id: &str, pid: Option<u32>) -> u64 {
+        let token = shared.begin(id);
+        if let Some(pid) = pid {
+            if let Some(t) = shared.lock().get_mut(id) {
+                t.pid = Some(pid);
+            }
+        }
+        token
+    }
+
+    async fn no_exit(exits: &mut ExitReceiver) {
+        // Every exit is reported from a task spawned by `exited`; give those a chance to run.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(exits.try_recv().is_err(), "no exit expected");
+    }
+
+    #[tokio::test]
+    async fn only_the_tracked_pid_counts() {
+        let (shared, mut exits) = shared();
+        tracked(&shared, "p", Some(42));
+        shared.exited("p", 41, Some(1));
+        shared.exited("other", 42, Some(1));
+        no_exit(&mut exits).await;
+        shared.exited("p", 42, Some(7));
+        let exit = exits.recv().await.expect("an exit");
+        assert_eq!(exit, Exit::new("p", Some(7)));
+        // Reported once: the record is gone.
+        shared.exited("p", 42, Some(7));
+        no_exit(&mut exits).await;
+        assert!(matches!(shared.known("p"), Err(Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_exit_before_the_pid_is_known_is_held_until_attach() {
+        let (shared, mut exits) = shared();
+        let token = tracked(&shared, "p", None);
+        shared.exited("p", 5, Some(0)); // a stale incarnation
+        shared.exited("p", 6, Some(2)); // ours, before create_task returned
+        no_exit(&mut exits).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (out, err) = (dir.path().join("o"), dir.path().join("e"));
+        let stdio = PluginStdio::new(Box::pin(tokio::io::sink()), Box::pin(tokio::io::sink()));
+        let pumps = Stdio::open(dir.path(), out, err, stdio, false).expect("fifos");
+        shared.attach("p", token, 6, pumps);
+        assert_eq!(exits.recv().await.expect("an exit"), Exit::new("p", Some(2)));
+    }
+
+    #[tokio::test]
+    async fn a_newer_create_owns_the_record() {
+        let (shared, _exits) = shared();
+        let old = tracked(&shared, "p", None);
+        let new = tracked(&shared, "p", None);
+        assert!(shared.end("p", old).is_none());
+        assert!(shared.lock().contains_key("p"), "the old token cannot drop the new record");
+        shared.end("p", new);
+        assert!(!shared.lock().contains_key("p"));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id(&"a".repeat(64)).is_ok());
+        for bad in ["", "../x", "a/b", "a b"] {
+            assert!(matches!(check_id(bad), Err(Error::InvalidId { .. })), "{bad}");
+        }
+    }
+}
