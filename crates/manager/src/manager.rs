@@ -335,6 +335,9 @@ impl<E: Executor> Manager<E> {
         };
         if alive && self.inner.config.live_restore {
             set_state(&entry, RunState::Starting, true);
+            if let Ok(mut rt) = entry.runtime.lock() {
+                rt.started = Some(tokio::time::Instant::now());
+            }
             let timeout = self.inner.config.start_timeout;
             let mut exits = entry.exits.subscribe();
             exits.mark_unchanged();
