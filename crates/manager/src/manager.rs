@@ -58,6 +58,26 @@ impl RestartPolicy {
     }
 }
 
+/// What [`Manager::install`] needs: an extracted rootfs and the digests of its blobs.
+pub(crate) struct Install<'a> {
+    /// The normalised name.
+    pub name: &'a str,
+    /// The extracted rootfs, in `<root>/tmp`; moved into place.
+    pub rootfs: &'a Path,
+    /// The plugin config.
+    pub config: PluginConfig,
+    /// Digest of the config blob.
+    pub config_digest: String,
+    /// Layer digests.
+    pub blobsums: Vec<String>,
+    /// Digest of the manifest blob.
+    pub manifest_digest: String,
+    /// The remote reference (pull) or the name (create).
+    pub plugin_reference: String,
+    /// Privileges the user granted (pull, upgrade); `None` skips the check (create).
+    pub granted: Option<&'a [PluginPrivilege]>,
+}
+
 /// A daemon-level plugin event (see [`Manager::on_daemon_event`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -413,8 +433,38 @@ impl<E: Executor> Manager<E> {
             extracted.layer_size
         );
         let manifest_digest = self.inner.blobs.put(manifest.as_bytes())?;
+        self.install(Install {
+            name,
+            rootfs: staging,
+            config,
+            config_digest,
+            blobsums: vec![extracted.layer_digest],
+            manifest_digest,
+            // Persisted at once (Moby keeps it in memory until the next save).
+            plugin_reference: name.to_owned(),
+            granted: None,
+        })
+    }
+
+    /// Moby's `createPlugin`, shared by create and (later) pull: checks the name and the
+    /// granted privileges, then moves the extracted rootfs and the new record into place in
+    /// one rename and adds the plugin to the store.
+    pub(crate) fn install(&self, req: Install<'_>) -> Result<Plugin, ManagerError> {
+        let Install {
+            name,
+            rootfs: staging,
+            config,
+            config_digest,
+            blobsums,
+            manifest_digest,
+            plugin_reference,
+            granted,
+        } = req;
         if self.inner.store.name_taken(name) {
             return Err(ManagerError::AlreadyExists { name: name.to_owned() });
+        }
+        if let Some(granted) = granted {
+            validate_privileges(&compute_privileges(&config), granted)?;
         }
         let id = new_id()?;
         let dir = self.inner.store.plugin_dir(&id);
@@ -425,13 +475,12 @@ impl<E: Executor> Manager<E> {
                 enabled: false,
                 id: id.clone(),
                 name: name.to_owned(),
-                // Persisted at once (Moby keeps it in memory until the next save).
-                plugin_reference: name.to_owned(),
+                plugin_reference,
                 settings,
             }),
             rootfs: String::new(),
             config: config_digest,
-            blobsums: Some(vec![extracted.layer_digest]),
+            blobsums: Some(blobsums),
             manifest: manifest_digest,
             swarm_service_id: String::new(),
         };

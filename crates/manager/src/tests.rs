@@ -788,6 +788,36 @@ async fn restore_migrates_propagated_mount_data_out_of_the_rootfs() {
 }
 
 #[tokio::test]
+async fn install_checks_granted_privileges_for_pull() {
+    let f = Fixture::new().await;
+    let staging = f.root().join("tmp/.rootfs-test");
+    let extracted = crate::context::extract(
+        std::io::Cursor::new(context(VOLUME_CONFIG, false)),
+        &staging,
+        f.m.blobs(),
+    )
+    .unwrap();
+    let config = dockplug_protocol::PluginConfig::from_slice(&extracted.config).unwrap();
+    let required = config.privileges();
+    let request = |granted| crate::manager::Install {
+        name: "pulled:latest",
+        rootfs: &staging,
+        config: config.clone(),
+        config_digest: String::new(),
+        blobsums: vec![extracted.layer_digest.clone()],
+        manifest_digest: String::new(),
+        plugin_reference: "docker.io/library/pulled:latest".into(),
+        granted,
+    };
+    let err = f.m.install(request(Some(&required[1..]))).unwrap_err();
+    assert_eq!(err.to_string(), "incorrect privileges");
+    assert!(staging.is_dir(), "a refused install leaves the caller's staging alone");
+    let p = f.m.install(request(Some(&required))).unwrap();
+    assert_eq!(p.plugin_reference, "docker.io/library/pulled:latest");
+    assert!(f.root().join(&p.id).join("rootfs/bin/plugin").is_file());
+}
+
+#[tokio::test]
 async fn daemon_events_carry_the_name_as_given() {
     let f = Fixture::new().await;
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
