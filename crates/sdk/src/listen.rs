@@ -167,7 +167,8 @@ impl TcpListen {
         Self { addr, tls: None, ca_file: None, spec: None }
     }
 
-    /// Serve TLS with this configuration (rustls with the `ring` provider).
+    /// Serve TLS with this configuration (rustls with the `ring` provider). The server speaks
+    /// HTTP/1.1 only, as dockerd does to plugins: offer no `h2` in the ALPN protocols.
     pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
         self

@@ -102,7 +102,18 @@ impl Plugin {
     }
 
     /// Answer one call in process, without a socket: `method` is `VolumeDriver.Create` or a
-    /// request path. Returns the status and body exactly as they would be sent.
+    /// request path. Returns the status and body exactly as they would be sent, which makes
+    /// a plugin's own unit tests short.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let plugin = dockplug_sdk::Plugin::builder().build();
+    /// let (status, body) = plugin.call("Plugin.Activate", "").await;
+    /// assert_eq!((status, &body[..]), (200, &b"{\"Implements\":[]}\n"[..]));
+    /// let (status, _) = plugin.call("/VolumeDriver.Create", "{}").await;
+    /// assert_eq!(status, 404);
+    /// # }
+    /// ```
     pub async fn call(&self, method: &str, body: impl Into<Bytes>) -> (u16, Bytes) {
         let reply = dispatch(&self.router, method, body.into()).await;
         let status = reply.status.as_u16();
