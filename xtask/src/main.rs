@@ -10,6 +10,7 @@
 //! | `demo` | build localvol, start it, discover and activate it with dockplug-v1, drive a volume through its life, print a transcript with timings |
 //! | `package localvol` | package localvol as a v2 plugin directory (`config.json` + `rootfs/`) |
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
+//! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
 //! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
 mod bench;
@@ -40,6 +41,11 @@ fn run() -> Result<()> {
         "package" => Ok(package::task(&args[1..])?),
         "bench" => bench::run(&args[1..]),
         "bench-enable" => containerd::bench(),
+        "bench-manager" => setup::step(
+            "manager store bench (1,000 plugins)",
+            &["bench", "-p", "dockplug-manager", "--bench", "store"],
+            &[],
+        ),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
             Ok(())
@@ -57,6 +63,8 @@ tasks:
   package localvol [--out DIR]
           package localvol as a v2 plugin directory (config.json + rootfs/)
   bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)
+  bench-manager
+          the manager with 1,000 plugins in its store: load time, list and inspect latency, heap
   bench-enable
           enable-to-ready latency and memory with 20 plugins: dockplug on containerd vs dockerd (not in ci)";
 
