@@ -22,8 +22,12 @@ use crate::server::PluginBuilder;
 /// A logging plugin. `capabilities` defaults to no `ReadLogs`, and `read_logs` to an error.
 ///
 /// On `start_logging`, open the FIFO with [`LogStream::open`] and read it in a task of your
-/// own until it ends; on `stop_logging`, drain it before replying (the daemon deletes the FIFO
-/// once you answer).
+/// own; on `stop_logging`, tell that task to [`LogStream::drain`] what is left and wait for it
+/// before replying: dockerd keeps the FIFO open until that reply (so the stream has no end of
+/// file before it) and deletes the FIFO after it.
+///
+/// Lines from the FIFO come without their `\n`, and dockerd prints what `read_logs` returns
+/// as is: end each complete (non-partial) line with `\n` there.
 pub trait LogDriver: Send + Sync + 'static {
     /// `LogDriver.StartLogging`: a container's log stream is at `file` (a FIFO).
     fn start_logging(
@@ -41,7 +45,8 @@ pub trait LogDriver: Send + Sync + 'static {
     }
 
     /// `LogDriver.ReadLogs`: entries for `docker logs`, as a channel the SDK frames onto the
-    /// reply. Default: an error (declare `ReadLogs` only when you implement this).
+    /// reply. The daemon prints each line as is, so complete lines end with `\n`. Default: an
+    /// error (declare `ReadLogs` only when you implement this).
     fn read_logs(
         &self,
         req: ReadLogsRequest,
@@ -93,6 +98,9 @@ pub enum LogStreamError {
     },
 }
 
+/// How long [`LogStream::drain`] waits for more bytes before it calls the stream drained.
+pub const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The framed log stream of one container (`[u32 big-endian length][protobuf LogEntry]`
 /// repeated), read from the FIFO the daemon names in `StartLogging`.
 ///
@@ -138,6 +146,33 @@ impl<R: tokio::io::AsyncRead + Unpin> LogStream<R> {
     /// A stream over any reader; `path` names it in errors.
     pub fn new(path: impl Into<PathBuf>, reader: R) -> Self {
         Self { path: path.into(), reader, decoder: FrameDecoder::new(), done: false }
+    }
+
+    /// Every entry that can be read now, without waiting for more: what to do on
+    /// `StopLogging`. dockerd holds its end of the FIFO open until the plugin answers
+    /// `StopLogging` (and then deletes the FIFO), so the stream reaches no end of file before
+    /// that answer; a plugin drains what is buffered instead, then replies. Stops at a quiet
+    /// period of [`DRAIN_QUIET`] or at the end of the stream.
+    pub async fn drain(&mut self) -> Result<Vec<LogEntry>, LogStreamError> {
+        let mut entries = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let frame = |source| LogStreamError::Frame { path: self.path.clone(), source };
+            while let Some(entry) = self.decoder.next_entry().map_err(frame)? {
+                entries.push(entry);
+            }
+            if self.done {
+                return Ok(entries);
+            }
+            match tokio::time::timeout(DRAIN_QUIET, self.reader.read(&mut buf)).await {
+                Err(_quiet) => return Ok(entries),
+                Ok(Ok(0)) => self.done = true,
+                Ok(Ok(n)) => self.decoder.push(&buf[..n]),
+                Ok(Err(source)) => {
+                    return Err(LogStreamError::Io { path: self.path.clone(), source })
+                }
+            }
+        }
     }
 
     /// The next entry, or `None` at the end of the stream. A partial frame at the end is an
