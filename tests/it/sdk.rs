@@ -112,7 +112,7 @@ impl Served {
 
     /// Call `method` with a raw body: the status and body of the reply (errors included).
     pub async fn raw(&self, method: &str, body: Option<&[u8]>) -> (u16, String) {
-        let body = body.map(|b| Bytes::copy_from_slice(b));
+        let body = body.map(Bytes::copy_from_slice);
         match self.client.call_raw(method, body, CallOptions::default()).await {
             Ok(b) => (200, String::from_utf8(b.to_vec()).unwrap()),
             Err(CallError::Plugin { status, message, .. }) => (status, message),
