@@ -33,7 +33,8 @@ pub fn binary() -> PathBuf {
             let (target, profile) = target_dirs();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "dockplug-localvol", "--bin", "localvol"])
+            cmd.args(["build", "--quiet", "--locked", "-p", "dockplug-localvol"])
+                .args(["--bin", "localvol"])
                 .arg("--target-dir")
                 .arg(&target)
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
