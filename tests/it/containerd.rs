@@ -113,6 +113,7 @@ fn touch(rootfs: &Path, name: &str) {
 
 fn config(containerd: &Containerd) -> ContainerdConfig {
     ContainerdConfig::new(&containerd.socket, containerd.path("fifo"))
+        .with_namespace(&containerd.namespace)
 }
 
 async fn connect(containerd: &Containerd) -> ContainerdExecutor {
@@ -123,7 +124,8 @@ fn ctr(containerd: &Containerd, args: &[&str]) -> String {
     let out = Command::new(program("ctr"))
         .arg("--address")
         .arg(&containerd.socket)
-        .args(["--namespace", "plugins.moby"])
+        .arg("--namespace")
+        .arg(&containerd.namespace)
         .args(args)
         .output()
         .expect("run ctr");

@@ -37,7 +37,8 @@ impl Env {
     }
 
     async fn manager(&self, live_restore: bool) -> Manager<ContainerdExecutor> {
-        let config = ContainerdConfig::new(&self.containerd.socket, self.containerd.path("fifo"));
+        let config = ContainerdConfig::new(&self.containerd.socket, self.containerd.path("fifo"))
+            .with_namespace(&self.containerd.namespace);
         let executor = ContainerdExecutor::connect(config).await.expect("connect to containerd");
         let mut config = ManagerConfig::new(self.containerd.path("plugins"), self.exec_root.path());
         config.live_restore = live_restore;
@@ -82,7 +83,9 @@ impl Env {
         let out = Command::new(program("ctr"))
             .arg("--address")
             .arg(&self.containerd.socket)
-            .args(["--namespace", "plugins.moby", "tasks", "list"])
+            .arg("--namespace")
+            .arg(&self.containerd.namespace)
+            .args(["tasks", "list"])
             .output()
             .unwrap();
         assert!(out.status.success(), "ctr: {}", String::from_utf8_lossy(&out.stderr));

@@ -187,7 +187,22 @@ impl Drop for Containerd {
                 }
             }
         }
+        // A shim can outlive its bundle: find the rest by the socket they were started for.
+        for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = proc_dir.file_name().to_str().and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let raw = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            let socket = self.socket.as_os_str().as_encoded_bytes();
+            let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+            if is_shim && args.windows(2).any(|w| w[0] == b"-address" && w[1] == socket) {
+                pids.push((1, pid));
+            }
+        }
         pids.sort();
+        pids.dedup();
         for (_, pid) in pids {
             signal(pid, "KILL");
         }
@@ -246,9 +261,29 @@ impl Dockerd {
             body.len()
         );
         stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
+        if let Err(e) = stream.write_all(body) {
+            // dockerd may answer (an error) and close before taking the whole body.
+            if e.kind() != std::io::ErrorKind::ConnectionReset
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context("send the request body to dockerd");
+            }
+        }
+        // dockerd stops reading a tar at its end-of-archive blocks, so the record padding tar
+        // adds stays unread and closing makes the kernel reset the connection: a reset after
+        // the reply has arrived is not an error.
         let mut reply = Vec::new();
-        stream.read_to_end(&mut reply)?;
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !reply.is_empty() => {
+                    break
+                }
+                Err(e) => return Err(e).context("read dockerd's reply"),
+            }
+        }
         let text = String::from_utf8_lossy(&reply).into_owned();
         let status = text
             .split_whitespace()

@@ -23,6 +23,10 @@ pub struct Containerd {
     pub root: PathBuf,
     pub state: PathBuf,
     pub config: PathBuf,
+    /// The containerd namespace the test's plugins run in: unique to this fixture, because
+    /// runc keeps its state per namespace and container ID in one host-wide directory
+    /// (`/run/containerd/runc/<namespace>/<id>`), shared by every containerd on the machine.
+    pub namespace: String,
     daemon: Option<Daemon>,
     starts: u32,
 }
@@ -39,7 +43,11 @@ impl Containerd {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(&config, config_toml(&root, &state, &socket)).unwrap();
-        let mut c = Containerd { dir, socket, root, state, config, daemon: None, starts: 0 };
+        let suffix =
+            dir.path().file_name().unwrap().to_string_lossy().trim_start_matches("ctd").to_owned();
+        let namespace = format!("dockplug-test-{suffix}");
+        let mut c =
+            Containerd { dir, socket, root, state, config, namespace, daemon: None, starts: 0 };
         c.launch();
         c
     }
@@ -102,8 +110,36 @@ impl Containerd {
                 }
             }
         }
+        // A shim can outlive its bundle (e.g. when containerd stops while the shim is being
+        // shut down): find the rest by the socket they were started for, which is ours alone.
+        for (pid, cmdline) in processes() {
+            let is_ours = cmdline.iter().any(|a| a.contains("containerd-shim"))
+                && cmdline
+                    .windows(2)
+                    .any(|w| w[0] == "-address" && Path::new(&w[1]) == self.socket);
+            if is_ours && !found.iter().any(|(_, p)| *p == pid) {
+                found.push(("shim.pid".to_owned(), pid));
+            }
+        }
         found
     }
+}
+
+/// Every process with its command line.
+fn processes() -> Vec<(u32, Vec<String>)> {
+    read_dir(Path::new("/proc"))
+        .into_iter()
+        .filter_map(|dir| {
+            let pid = dir.file_name()?.to_str()?.parse().ok()?;
+            let raw = std::fs::read(dir.join("cmdline")).ok()?;
+            let args = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
 }
 
 impl Drop for Containerd {
@@ -123,6 +159,8 @@ impl Drop for Containerd {
         if !gone {
             eprintln!("containerd fixture: processes still alive after SIGKILL: {leftovers:?}");
         }
+        // runc's state of our namespace (see `namespace`), which runc leaves when killed.
+        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
     }
 }
 
