@@ -65,6 +65,26 @@ fn protocol_never_reaches_async_or_http() {
     }
 }
 
+/// Each crate's "never depends on" list from docs/ARCHITECTURE.md.
+const NEVER_REACHES: &[(&str, &[&str])] = &[
+    ("dockplug-v1", &["dockplug-manager", "dockplug-containerd", "dockplug-sdk", "anyhow"]),
+    ("dockplug-cli", &["dockplug-manager", "dockplug-containerd", "dockplug-sdk"]),
+    ("dockplug-sdk", &["dockplug-v1", "dockplug-manager", "dockplug-containerd", "anyhow"]),
+    ("dockplug-localvol", &["dockplug-v1", "dockplug-manager", "dockplug-containerd"]),
+    ("dockplug-manager", &["dockplug-v1", "dockplug-sdk", "dockplug-containerd", "anyhow"]),
+];
+
+#[test]
+fn each_layer_stays_in_its_lane() {
+    for (krate, banned) in NEVER_REACHES {
+        let deps = reachable(krate);
+        assert!(!deps.is_empty(), "{krate} is not in the workspace graph");
+        for b in *banned {
+            assert!(!deps.contains(*b), "{krate} reaches {b}, which docs/ARCHITECTURE.md forbids");
+        }
+    }
+}
+
 #[test]
 fn only_the_containerd_executor_reaches_tonic() {
     for krate in workspace_crates() {

@@ -21,21 +21,3 @@ pub fn quick_retry() -> RetryPolicy {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("dp-v1-").tempdir_in("/tmp").unwrap()
 }
-
-/// The invariant of docs/ARCHITECTURE.md for dockplug-v1 and the dockplug tool.
-#[test]
-fn v1_and_the_tool_never_reach_the_manager_or_containerd() {
-    for krate in ["dockplug-v1", "dockplug-cli"] {
-        let deps = crate::layering::reachable(krate);
-        for banned in [
-            "dockplug-manager",
-            "dockplug-containerd",
-            "containerd-client",
-            "tonic",
-            "dockplug-sdk",
-        ] {
-            assert!(!deps.contains(banned), "{krate} reaches {banned}");
-        }
-    }
-    assert!(!crate::layering::reachable("dockplug-v1").contains("anyhow"));
-}
