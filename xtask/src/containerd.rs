@@ -436,7 +436,23 @@ pub fn bench() -> Result<()> {
     let docker_enable = median(docker_enable);
     for i in 0..FLEET {
         let name = format!("fleet{i}:latest");
-        dockerd.ok("POST", &format!("/plugins/create?name={name}"), &context, tar)?;
+        // dockerd refuses a second plugin whose rootfs layer it already stores ("content
+        // sha256:...: already exists"): give each a one-file difference.
+        let extra = tmp.0.join("fleet").join(i.to_string());
+        std::fs::create_dir_all(extra.join("rootfs"))?;
+        std::fs::write(extra.join("rootfs").join("fleet-id"), i.to_string())?;
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&plugin)
+            .args(["-cf", "-", "config.json", "rootfs", "-C"])
+            .arg(&extra)
+            .arg("rootfs/fleet-id")
+            .output()
+            .context("run tar")?;
+        if !out.status.success() {
+            bail!("tar for {name} failed");
+        }
+        dockerd.ok("POST", &format!("/plugins/create?name={name}"), &out.stdout, tar)?;
         dockerd.ok("POST", &format!("/plugins/{name}/enable?timeout=0"), b"", "text/plain")?;
     }
     let docker_rss = rss_kib(dockerd.process.pid()).map(|k| k as f64).unwrap_or(f64::NAN);
