@@ -159,10 +159,13 @@ async fn demo(a: &Args) -> Result<()> {
 async fn bench(a: &Args) -> Result<()> {
     let exec_root = ExecRoot::new()?;
     let m = manager(a, &exec_root.0).await?;
-    let context = context(&a.plugin)?;
+    // The context is streamed from a file, as dockerd streams its request body.
+    let context_file = a.work.join("context.tar");
+    std::fs::create_dir_all(&a.work)?;
+    std::fs::write(&context_file, context(&a.plugin)?)?;
     for round in 0..a.rounds {
         let name = format!("bench{round}:latest");
-        m.create_from_context(Cursor::new(context.clone()), &name).await?;
+        m.create_from_context(std::fs::File::open(&context_file)?, &name).await?;
         let t = Instant::now();
         m.enable(&name, None).await?;
         let took = ms(t.elapsed());
@@ -174,7 +177,7 @@ async fn bench(a: &Args) -> Result<()> {
     let mut names = Vec::new();
     for i in 0..a.fleet {
         let name = format!("fleet{i}:latest");
-        m.create_from_context(Cursor::new(context.clone()), &name).await?;
+        m.create_from_context(std::fs::File::open(&context_file)?, &name).await?;
         m.enable(&name, None).await?;
         names.push(name);
     }
