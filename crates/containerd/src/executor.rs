@@ -295,6 +295,7 @@ impl Shared {
                 return Err(e);
             }
         };
+        pumps.writer_open();
         self.attach(id, token, pid, pumps);
         if let Err(e) = self.conn.start_task(id).await {
             let pumps = self.end(id, token);

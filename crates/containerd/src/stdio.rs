@@ -1,11 +1,13 @@
 //! A plugin's stdout and stderr: two FIFOs the shim writes into and we read, each pumped into
 //! the sink the manager gave.
 //!
-//! The FIFOs are opened read-write, so opening never blocks and the reader never sees an
-//! early end of file while the shim has not opened its end yet. The price is that the end of
-//! a stream is not an end of file: the executor says when the process is gone
-//! ([`Stdio::finish`]), and the pump then drains what is left (until the pipe has been quiet
-//! for a moment) and closes the sink.
+//! A FIFO is first opened read-write, so opening never blocks and the reader sees no early
+//! end of file while the shim has not opened its end yet. Once the task exists (the shim
+//! holds the writing end), each pump re-opens its FIFO read-only ([`Stdio::writer_open`]):
+//! from then on the end of the stream is a real end of file, when the shim has copied the
+//! last byte and closed its end, so nothing is lost and nothing is waited for. A FIFO still
+//! open read-write when the executor says the process is gone ([`Stdio::finish`]) is drained
+//! until it has been quiet for a moment.
 
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -22,20 +24,25 @@ use crate::error::Error;
 
 /// After the process is gone, the pipe counts as drained once it has been quiet this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
-/// ... and draining never takes longer than this.
+/// ... and draining (or waiting for the shim to close its end) never takes longer than this.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// The phases a pump is told about.
+const WRITER_OPEN: u8 = 1;
+const FINISH: u8 = 2;
 
 /// The two pumps of one plugin.
 #[derive(Debug)]
 pub(crate) struct Stdio {
-    finish: watch::Sender<bool>,
+    phase: watch::Sender<u8>,
     pumps: Vec<JoinHandle<()>>,
     fifos: [PathBuf; 2],
 }
 
 impl Stdio {
     /// Creates (or, with `reuse`, re-opens when present) the two FIFOs and starts pumping
-    /// them into the sinks of `stdio`.
+    /// them into the sinks of `stdio`. With `reuse` (a restore: the shim already holds the
+    /// writing ends) the FIFOs are opened read-only at once.
     pub(crate) fn open(
         dir: &Path,
         stdout: PathBuf,
@@ -46,18 +53,30 @@ impl Stdio {
         ensure_dir(dir)?;
         let out = open_fifo(&stdout, reuse)?;
         let err = open_fifo(&stderr, reuse)?;
-        let (finish, watcher) = watch::channel(false);
+        let (phase, watcher) = watch::channel(0);
         let PluginStdio { stdout: out_sink, stderr: err_sink, .. } = stdio;
         let pumps = vec![
-            tokio::spawn(pump(out, out_sink, watcher.clone())),
-            tokio::spawn(pump(err, err_sink, watcher)),
+            tokio::spawn(pump(stdout.clone(), out, reuse, out_sink, watcher.clone())),
+            tokio::spawn(pump(stderr.clone(), err, reuse, err_sink, watcher)),
         ];
-        Ok(Stdio { finish, pumps, fifos: [stdout, stderr] })
+        Ok(Stdio { phase, pumps, fifos: [stdout, stderr] })
+    }
+
+    /// The shim now holds the writing ends: switch to read-only FIFOs, whose end of file
+    /// marks the end of the output.
+    pub(crate) fn writer_open(&self) {
+        self.phase.send_if_modified(|p| {
+            let change = *p < WRITER_OPEN;
+            if change {
+                *p = WRITER_OPEN;
+            }
+            change
+        });
     }
 
     /// The process is gone: drain what is left, close the sinks, remove the FIFOs.
     pub(crate) async fn finish(self) {
-        let _ = self.finish.send(true);
+        let _ = self.phase.send(FINISH);
         for pump in self.pumps {
             let _ = pump.await;
         }
@@ -83,9 +102,10 @@ fn ensure_dir(dir: &Path) -> Result<(), Error> {
 }
 
 fn open_fifo(path: &Path, reuse: bool) -> Result<pipe::Receiver, Error> {
-    let is_fifo = std::fs::symlink_metadata(path).map(|m| m.file_type().is_fifo()).ok();
-    match is_fifo {
-        Some(true) if reuse => {}
+    if reuse && is_fifo(path) {
+        return open_read_only(path);
+    }
+    match std::fs::symlink_metadata(path).ok() {
         Some(_) => {
             std::fs::remove_file(path).map_err(|source| Error::Io {
                 operation: "remove stale fifo",
@@ -97,6 +117,18 @@ fn open_fifo(path: &Path, reuse: bool) -> Result<pipe::Receiver, Error> {
         None => make_fifo(path)?,
     }
     pipe::OpenOptions::new().read_write(true).open_receiver(path).map_err(|source| Error::Io {
+        operation: "open fifo",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn is_fifo(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+fn open_read_only(path: &Path) -> Result<pipe::Receiver, Error> {
+    pipe::OpenOptions::new().open_receiver(path).map_err(|source| Error::Io {
         operation: "open fifo",
         path: path.to_owned(),
         source,
@@ -117,8 +149,15 @@ fn remove_fifo(path: &Path) {
     }
 }
 
-/// Copies the FIFO into the sink until told to finish (then drains) or the sink refuses.
-async fn pump(mut fifo: pipe::Receiver, mut sink: OutputSink, mut finish: watch::Receiver<bool>) {
+/// Copies the FIFO into the sink until its end of file (read-only), until told to finish
+/// (then drains), or until the sink refuses.
+async fn pump(
+    path: PathBuf,
+    mut fifo: pipe::Receiver,
+    mut read_only: bool,
+    mut sink: OutputSink,
+    mut phase: watch::Receiver<u8>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
@@ -132,9 +171,23 @@ async fn pump(mut fifo: pipe::Receiver, mut sink: OutputSink, mut finish: watch:
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break,
             },
-            changed = finish.changed() => {
-                if changed.is_err() || *finish.borrow() {
-                    drain(&mut fifo, &mut sink, &mut buf).await;
+            changed = phase.changed() => {
+                let now = if changed.is_err() { FINISH } else { *phase.borrow_and_update() };
+                if now == WRITER_OPEN && !read_only {
+                    // Same pipe, so nothing written so far is lost by the switch.
+                    match open_read_only(&path) {
+                        Ok(reader) => {
+                            fifo = reader;
+                            read_only = true;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "keeping the read-write fifo"),
+                    }
+                } else if now >= FINISH {
+                    if read_only {
+                        to_end_of_file(&mut fifo, &mut sink, &mut buf).await;
+                    } else {
+                        drain(&mut fifo, &mut sink, &mut buf).await;
+                    }
                     break;
                 }
             }
@@ -142,6 +195,22 @@ async fn pump(mut fifo: pipe::Receiver, mut sink: OutputSink, mut finish: watch:
     }
     let _ = sink.flush().await;
     let _ = sink.shutdown().await;
+}
+
+/// Reads until the shim closes its end (bounded).
+async fn to_end_of_file(fifo: &mut pipe::Receiver, sink: &mut OutputSink, buf: &mut [u8]) {
+    let limit = tokio::time::Instant::now() + DRAIN_LIMIT;
+    loop {
+        match tokio::time::timeout_at(limit, fifo.read(buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if sink.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 async fn drain(fifo: &mut pipe::Receiver, sink: &mut OutputSink, buf: &mut [u8]) {
