@@ -8,7 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
-use dockplug_manager::{LookupMode, Manager, ManagerConfig, ManagerError, RunState};
+use dockplug_manager::{
+    Delivery, Event, EventFilter, LogStream, LookupMode, Manager, ManagerConfig, ManagerError,
+    RunState, Subscription,
+};
 use dockplug_v1::Client;
 use serde_json::{json, Value};
 
@@ -123,6 +126,14 @@ async fn answers(client: &Client) -> bool {
     client.call::<_, Value>("VolumeDriver.List", &json!({})).await.is_ok()
 }
 
+/// The next delivery of `sub`, within the deadline.
+async fn next_event(sub: &mut Subscription) -> Event {
+    match tokio::time::timeout(DEADLINE, sub.recv()).await {
+        Ok(Some(Delivery::Event(e))) => e,
+        other => panic!("expected an event within {DEADLINE:?}, got {other:?}"),
+    }
+}
+
 fn kill9(pid: u32) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -203,9 +214,28 @@ async fn a_killed_plugin_is_restarted_and_a_containerd_restart_loses_no_exit() {
     let plugin = m.create_from_context(env.context(None), "localvol:latest").await.unwrap();
     m.enable("localvol", None).await.unwrap();
     let client = env.client(&plugin.id);
+    let (mut events, _cancel) = m.subscribe(
+        16,
+        Some(vec![
+            EventFilter::Crash { id: plugin.id.clone() },
+            EventFilter::Restart { id: plugin.id.clone() },
+        ]),
+    );
 
     let first = env.running_pid(&plugin.id).expect("running");
     kill9(first);
+    match next_event(&mut events).await {
+        Event::Crash { plugin: p, exit_code, restart_in } => {
+            assert_eq!(p.id, plugin.id);
+            assert_eq!(exit_code, Some(128 + 9), "killed by SIGKILL");
+            assert_eq!(restart_in, Some(Duration::from_millis(100)), "the first backoff");
+        }
+        e => panic!("expected a crash, got {e:?}"),
+    }
+    match next_event(&mut events).await {
+        Event::Restart(p) => assert!(p.id == plugin.id && p.enabled, "{p:?}"),
+        e => panic!("expected a restart, got {e:?}"),
+    }
     assert!(
         eventually(|| async {
             env.running_pid(&plugin.id).is_some_and(|p| p != first)
@@ -245,7 +275,21 @@ async fn an_entrypoint_that_exits_at_once_fails_enable() {
     let started = Instant::now();
     let e = m.enable("broken", None).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10), "failed fast, not at the deadline");
-    assert!(matches!(e, ManagerError::ExitedWhileStarting { .. }), "{e}");
+    // The error ends with what the entrypoint wrote to stderr (clap's complaint).
+    let said = "error: unexpected argument '--no-such-flag' found";
+    match &e {
+        ManagerError::ExitedWhileStarting { stderr, .. } => {
+            assert!(stderr.starts_with(said), "{stderr:?}")
+        }
+        _ => panic!("{e}"),
+    }
+    let text = e.to_string();
+    assert!(text.starts_with(&format!("plugin \"broken:latest\" exited while starting: {said}")));
+    let logs = m.logs("broken").unwrap();
+    assert!(
+        logs.iter().any(|l| l.stream == LogStream::Stderr && l.text == said),
+        "the plugin's log keeps it: {logs:?}"
+    );
     assert!(!m.inspect("broken").unwrap().enabled);
     assert!(
         eventually(|| async { env.tasks().is_empty() }).await,

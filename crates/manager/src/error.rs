@@ -100,11 +100,14 @@ pub enum ManagerError {
         /// Why.
         reason: &'static str,
     },
-    /// The plugin exited while starting.
-    #[error("plugin {name} exited while starting")]
+    /// The plugin exited while starting. The message ends with what it wrote to stderr.
+    #[error("plugin \"{name}\" exited while starting{}", stderr_suffix(.stderr))]
     ExitedWhileStarting {
         /// The plugin name.
         name: String,
+        /// The last lines the plugin wrote to stderr in this start, joined by line feeds
+        /// (empty when it wrote nothing).
+        stderr: String,
     },
     /// The manager is shutting down.
     #[error("plugin manager is shutting down")]
@@ -141,6 +144,16 @@ pub enum ManagerError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `: <stderr>` when there is any.
+fn stderr_suffix(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
 }
 
 impl ManagerError {

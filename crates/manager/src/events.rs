@@ -1,8 +1,15 @@
 //! Manager events: create, remove, enable, disable, with Moby's matching rules, delivered
 //! to subscribers that never block the publisher and are told how many events they missed.
+//!
+//! Beyond Moby's four, the manager tells about its crash handling: [`Event::Crash`] (a
+//! running plugin's process ended, or a restart of it failed) and [`Event::Restart`] (a
+//! crashed plugin runs again). They are additive: a filter for one of Moby's four never
+//! matches them, so a subscriber only gets them with no filter (`None`, everything) or with
+//! [`EventFilter::Crash`] / [`EventFilter::Restart`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use dockplug_protocol::Plugin;
 use std::future::poll_fn;
@@ -21,13 +28,31 @@ pub enum Event {
     Enable(Plugin),
     /// A plugin was disabled through [`crate::Manager::disable`].
     Disable(Plugin),
+    /// The process of a plugin that was meant to run ended (a crash), or a restart of a
+    /// crashed plugin failed. Not published for a plugin that exits while `enable` starts it
+    /// (the enable fails instead) nor for a stop the manager asked for.
+    Crash {
+        /// The plugin, as it was when the crash was seen.
+        plugin: Plugin,
+        /// The exit status, when the executor knows it (`None` for a failed restart).
+        exit_code: Option<u32>,
+        /// When the next restart is attempted; `None` when the restart policy gives up.
+        restart_in: Option<Duration>,
+    },
+    /// A crashed plugin was started again and serves its socket.
+    Restart(Plugin),
 }
 
 impl Event {
     /// The plugin the event is about.
     pub fn plugin(&self) -> &Plugin {
         match self {
-            Event::Create(p) | Event::Remove(p) | Event::Enable(p) | Event::Disable(p) => p,
+            Event::Create(p)
+            | Event::Remove(p)
+            | Event::Enable(p)
+            | Event::Disable(p)
+            | Event::Restart(p)
+            | Event::Crash { plugin: p, .. } => p,
         }
     }
 }
@@ -56,10 +81,21 @@ pub enum EventFilter {
         /// The plugin ID.
         id: String,
     },
+    /// Crashes of the plugin with this ID (not one of Moby's).
+    Crash {
+        /// The plugin ID.
+        id: String,
+    },
+    /// Restarts of the plugin with this ID (not one of Moby's).
+    Restart {
+        /// The plugin ID.
+        id: String,
+    },
 }
 
 impl EventFilter {
-    /// Moby's `matches(observed)`.
+    /// Moby's `matches(observed)`, plus the crash and restart filters, which match only
+    /// their own events.
     pub fn matches(&self, event: &Event) -> bool {
         match (self, event) {
             (EventFilter::Create { interfaces }, Event::Create(p)) => {
@@ -72,7 +108,9 @@ impl EventFilter {
             }
             (EventFilter::Remove { id }, Event::Remove(p))
             | (EventFilter::Enable { id }, Event::Enable(p))
-            | (EventFilter::Disable { id }, Event::Disable(p)) => *id == p.id,
+            | (EventFilter::Disable { id }, Event::Disable(p))
+            | (EventFilter::Restart { id }, Event::Restart(p))
+            | (EventFilter::Crash { id }, Event::Crash { plugin: p, .. }) => *id == p.id,
             _ => false,
         }
     }
@@ -278,7 +316,21 @@ mod tests {
         assert!(EventFilter::Remove { id: "a".into() }.matches(&Event::Remove(p.clone())));
         assert!(!EventFilter::Remove { id: "b".into() }.matches(&Event::Remove(p.clone())));
         assert!(!EventFilter::Enable { id: "a".into() }.matches(&Event::Disable(p.clone())));
-        assert!(EventFilter::Disable { id: "a".into() }.matches(&Event::Disable(p)));
+        assert!(EventFilter::Disable { id: "a".into() }.matches(&Event::Disable(p.clone())));
+        // The crash events are matched by their own filters only.
+        let crash = Event::Crash { plugin: p.clone(), exit_code: Some(1), restart_in: None };
+        let restart = Event::Restart(p);
+        let moby = [
+            any,
+            EventFilter::Remove { id: "a".into() },
+            EventFilter::Enable { id: "a".into() },
+            EventFilter::Disable { id: "a".into() },
+        ];
+        assert!(moby.iter().all(|f| !f.matches(&crash) && !f.matches(&restart)));
+        assert!(EventFilter::Crash { id: "a".into() }.matches(&crash));
+        assert!(!EventFilter::Crash { id: "a".into() }.matches(&restart));
+        assert!(EventFilter::Restart { id: "a".into() }.matches(&restart));
+        assert!(!EventFilter::Restart { id: "b".into() }.matches(&restart));
     }
 
     #[tokio::test]

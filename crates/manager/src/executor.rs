@@ -212,6 +212,9 @@ pub trait Executor: Send + Sync + 'static {
     /// Hands over the stream of [`Exit`]s. The manager calls it once, when it starts; an
     /// implementation may return `None` on later calls. Every exit of a process started by
     /// [`create`](Executor::create) or re-attached by [`restore`](Executor::restore) must be
-    /// reported, after the backend has cleaned up the container.
+    /// reported, after the backend has cleaned up the container and after it has written the
+    /// process's last output to its [`PluginStdio`] sinks and closed (shut down or dropped)
+    /// them: a start that fails reads the plugin's stderr then (the manager waits a short
+    /// while for sinks still open, and its error carries only what arrived by then).
     fn take_exits(&self) -> Option<ExitReceiver>;
 }

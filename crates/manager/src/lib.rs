@@ -3,8 +3,10 @@
 //! `dockplug-manager` owns managed plugins: it installs them from a build context, keeps them
 //! on disk (the [`Store`]), computes and checks their privileges, configures them (`set`), runs
 //! them through an [`Executor`], watches them (exit handling, restarts with a backoff),
-//! publishes [`Event`]s, and brings them back after a restart. Behaviour, on-disk layout and
-//! error texts follow Moby's plugin manager; where Moby loses data or state (reference counts
+//! publishes [`Event`]s (Moby's create, remove, enable and disable, plus crash and restart),
+//! keeps the tail of each plugin's output ([`Manager::logs`]; a plugin that dies while
+//! starting fails `enable` with the end of its stderr), and brings them back after a
+//! restart. Behaviour, on-disk layout and error texts follow Moby's plugin manager; where Moby loses data or state (reference counts
 //! reset at restart, plugins shown enabled while dead, a broken plugin directory stopping the
 //! daemon, a fixed 500 ms sleep at enable, a non-atomic `set`), this crate does not.
 //!
@@ -14,8 +16,8 @@
 //!
 //! Modules, by domain word: [`executor`] (the seam), [`store`] (disk and lookups),
 //! [`context`] (build-context extraction), [`spec`] (runtime spec), [`settable`] (`set`),
-//! [`events`], [`blobs`] (content store shared with pull and push), [`reference`](mod@reference) (names),
-//! [`manager`] (the operations), [`error`].
+//! [`events`], [`log`] (plugin output), [`blobs`] (content store shared with pull and push),
+//! [`reference`](mod@reference) (names), [`manager`] (the operations), [`error`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,6 +44,7 @@ pub mod events;
 pub mod executor;
 mod failpoint;
 mod fsutil;
+pub mod log;
 pub mod manager;
 mod mounts;
 pub mod reference;
@@ -59,5 +62,6 @@ pub use executor::{
     exit_channel, BoxError, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, OutputSink,
     PluginStdio, Signal,
 };
+pub use log::{LogLine, LogStream};
 pub use manager::{DaemonEvent, Manager, ManagerConfig, RestartPolicy};
 pub use store::{Handler, LookupMode, PluginRef, RunState, SpecOpt, Store};

@@ -1,13 +1,11 @@
 //! The manager: create, enable, disable, remove, set, inspect, list, privileges, events,
 //! exit handling with restarts, restore, shutdown and GC.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dockplug_protocol::config::PluginRootfs;
@@ -15,12 +13,12 @@ use dockplug_protocol::filters::PluginListFilter;
 use dockplug_protocol::plugin::PluginSettings;
 use dockplug_protocol::privileges::{compute_privileges, validate_privileges};
 use dockplug_protocol::{Plugin, PluginConfig, PluginPrivilege};
-use tokio::io::AsyncWrite;
 
 use crate::blobs::BlobStore;
 use crate::error::ManagerError;
 use crate::events::{CancelHandle, Event, EventFilter, Publisher, Subscription};
-use crate::executor::{Executor, Exit, PluginStdio, Signal};
+use crate::executor::{Executor, Exit, Signal};
+use crate::log::{LogLine, PluginLog};
 use crate::store::{Entry, Handler, LookupMode, PluginRef, Record, RunState, SpecOpt, Store};
 use crate::{context, fsutil, reference, settable, spec};
 
@@ -138,7 +136,13 @@ struct Inner<E> {
     /// Readers: create (and later pull/upgrade). Writer: gc.
     gc_lock: tokio::sync::RwLock<()>,
     shutting_down: AtomicBool,
+    /// Output tails by plugin ID.
+    logs: std::sync::Mutex<HashMap<String, Arc<PluginLog>>>,
 }
+
+/// How long a failed start waits for the executor to close the output of the exited process
+/// (executors close it before they report the exit; this bounds one that does not).
+const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The v2 plugin manager. Cheap to clone.
 pub struct Manager<E: Executor> {
@@ -155,64 +159,6 @@ impl<E: Executor> std::fmt::Debug for Manager<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager").field("root", &self.inner.config.root).finish_non_exhaustive()
     }
-}
-
-/// A sink that logs each line a plugin writes.
-struct LogSink {
-    id: String,
-    stderr: bool,
-    buf: Vec<u8>,
-}
-
-impl LogSink {
-    fn flush_lines(&mut self, all: bool) {
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.log(&line[..line.len() - 1]);
-        }
-        if all && !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.log(&line);
-        }
-    }
-
-    fn log(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        if self.stderr {
-            tracing::error!(plugin = %self.id, "{line}");
-        } else {
-            tracing::info!(plugin = %self.id, "{line}");
-        }
-    }
-}
-
-impl AsyncWrite for LogSink {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.buf.extend_from_slice(data);
-        let all = self.buf.len() > 64 * 1024;
-        self.flush_lines(all);
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.flush_lines(true);
-        Poll::Ready(Ok(()))
-    }
-}
-
-fn log_stdio(id: &str) -> PluginStdio {
-    PluginStdio::new(
-        Box::pin(LogSink { id: id.to_owned(), stderr: false, buf: Vec::new() }),
-        Box::pin(LogSink { id: id.to_owned(), stderr: true, buf: Vec::new() }),
-    )
 }
 
 fn new_id() -> Result<String, ManagerError> {
@@ -298,6 +244,7 @@ impl<E: Executor> Manager<E> {
                 daemon_events: std::sync::RwLock::new(None),
                 gc_lock: tokio::sync::RwLock::new(()),
                 shutting_down: AtomicBool::new(false),
+                logs: std::sync::Mutex::default(),
             }),
         };
         if let Some(mut exits) = exits {
@@ -323,6 +270,12 @@ impl<E: Executor> Manager<E> {
         &self.inner.blobs
     }
 
+    /// The output tail of plugin `id`, created at its first start.
+    fn plugin_log(&self, id: &str) -> Arc<PluginLog> {
+        let mut logs = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.entry(id.to_owned()).or_insert_with(|| PluginLog::new(id)).clone()
+    }
+
     fn exec_dir(&self, id: &str) -> PathBuf {
         self.inner.config.exec_root.join(id)
     }
@@ -346,7 +299,12 @@ impl<E: Executor> Manager<E> {
         if !record.plugin.enabled {
             return;
         }
-        let alive = match self.inner.executor.restore(&entry.id, log_stdio(&entry.id)).await {
+        let alive = match self
+            .inner
+            .executor
+            .restore(&entry.id, self.plugin_log(&entry.id).stdio())
+            .await
+        {
             Ok(alive) => alive,
             Err(e) => {
                 tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
@@ -588,7 +546,9 @@ impl<E: Executor> Manager<E> {
         // Subscribed before the process exists, so an exit while starting is never missed.
         let mut exits = entry.exits.subscribe();
         exits.mark_unchanged();
-        if let Err(e) = self.inner.executor.create(&entry.id, spec, log_stdio(&entry.id)).await {
+        if let Err(e) =
+            self.inner.executor.create(&entry.id, spec, self.plugin_log(&entry.id).stdio()).await
+        {
             set_state(entry, RunState::Stopped, false);
             return Err(e.into());
         }
@@ -632,7 +592,10 @@ impl<E: Executor> Manager<E> {
                     socket: socket.clone(),
                     seconds: deadline.as_secs_f64(),
                 }),
-                _ = exits.changed() => Err(ManagerError::ExitedWhileStarting { name: name.clone() }),
+                _ = exits.changed() => {
+                    let stderr = self.plugin_log(&entry.id).stderr_of_run(OUTPUT_CLOSE_WAIT).await;
+                    Err(ManagerError::ExitedWhileStarting { name: name.clone(), stderr })
+                }
             }
         };
         match result {
@@ -697,19 +660,26 @@ impl<E: Executor> Manager<E> {
             return;
         };
         let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
-        let restart = {
+        // `Some(next restart)` for a crash.
+        let crash = {
             let Ok(mut rt) = entry.runtime.lock() else { return };
             if rt.state == RunState::Starting {
                 // The start in progress sees the exit and fails; it is not a crash to restart.
                 None
             } else if rt.restart && !self.inner.shutting_down.load(Ordering::SeqCst) {
-                self.next_restart(&exit.id, &mut rt)
+                Some(self.next_restart(&exit.id, &mut rt))
             } else {
                 rt.state = RunState::Stopped;
                 None
             }
         };
         entry.exits.send_modify(|n| *n += 1);
+        let Some(restart) = crash else { return };
+        self.inner.events.publish(Event::Crash {
+            plugin: (*entry.snapshot()).clone(),
+            exit_code: exit.exit_code,
+            restart_in: restart,
+        });
         if let Some(delay) = restart {
             tracing::warn!(plugin = %exit.id, exit_code = ?exit.exit_code, delay_ms = delay.as_millis() as u64, "plugin exited, restarting");
             let this = self.clone();
@@ -749,7 +719,10 @@ impl<E: Executor> Manager<E> {
                 return;
             }
             let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
-            let Err(e) = self.start(&entry, true, timeout).await else { return };
+            let Err(e) = self.start(&entry, true, timeout).await else {
+                self.inner.events.publish(Event::Restart((*entry.snapshot()).clone()));
+                return;
+            };
             tracing::error!(plugin = %entry.id, error = %e, "restart of plugin failed");
             // Still meant to run: undo the disable a failed start records.
             let record = {
@@ -767,6 +740,11 @@ impl<E: Executor> Manager<E> {
                 }
                 Err(_) => None,
             };
+            self.inner.events.publish(Event::Crash {
+                plugin: (*entry.snapshot()).clone(),
+                exit_code: None,
+                restart_in: next,
+            });
             match next {
                 Some(d) => delay = d,
                 None => return,
@@ -829,6 +807,9 @@ impl<E: Executor> Manager<E> {
         let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
         entry.removed.store(true, Ordering::SeqCst);
         self.inner.store.remove(&entry.id);
+        if let Ok(mut logs) = self.inner.logs.lock() {
+            logs.remove(&entry.id);
+        }
         let plugin = (*entry.snapshot()).clone();
         self.daemon_event(&plugin.id, name, "remove");
         self.inner.events.publish(Event::Remove(plugin));
@@ -859,6 +840,18 @@ impl<E: Executor> Manager<E> {
     /// The plugin's API object.
     pub fn inspect(&self, name: &str) -> Result<Plugin, ManagerError> {
         Ok((*self.inner.store.resolve(name)?.snapshot()).clone())
+    }
+
+    /// What a plugin wrote to stdout and stderr lately, oldest line first: at most
+    /// [`log::MAX_LINES`](crate::log::MAX_LINES) lines and
+    /// [`log::MAX_BYTES`](crate::log::MAX_BYTES) bytes, kept in memory across its restarts
+    /// (not across a restart of the manager) and dropped when it is removed. Every line also
+    /// goes to `tracing` (stdout at `info`, stderr at `error`). Empty for a plugin that never
+    /// ran.
+    pub fn logs(&self, name: &str) -> Result<Vec<LogLine>, ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let logs = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(logs.get(&entry.id).map(|l| l.lines()).unwrap_or_default())
     }
 
     /// The run state of a plugin (what `Enabled` alone cannot say).

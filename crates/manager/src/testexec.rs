@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::Spec;
+use tokio::io::AsyncWriteExt;
 
 use crate::executor::{
     exit_channel, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, PluginStdio, Signal,
@@ -32,6 +33,11 @@ pub(crate) struct State {
     pub ignore_term: HashSet<String>,
     /// IDs whose process exits right after it starts, without opening its socket.
     pub exit_on_start: HashSet<String>,
+    /// What such a process writes to stderr before it exits.
+    pub stderr_on_start: HashMap<String, Vec<u8>>,
+    /// Close the output of such a process only this long after its exit is reported (an
+    /// executor that breaks the order the trait asks for).
+    pub close_late: Option<std::time::Duration>,
     /// IDs reported alive by restore.
     pub alive_on_restore: HashSet<String>,
     /// Restores asked.
@@ -113,7 +119,7 @@ fn exec_dir_of(spec: &Spec) -> Option<PathBuf> {
 }
 
 impl Executor for TestExecutor {
-    async fn create(&self, id: &str, spec: Spec, _stdio: PluginStdio) -> Result<(), ExecutorError> {
+    async fn create(&self, id: &str, spec: Spec, stdio: PluginStdio) -> Result<(), ExecutorError> {
         {
             let mut st = self.state();
             st.specs.push((id.to_owned(), spec.clone()));
@@ -123,8 +129,27 @@ impl Executor for TestExecutor {
         }
         self.stop(id, None);
         if self.state().exit_on_start.contains(id) {
+            let (text, late) = {
+                let st = self.state();
+                (st.stderr_on_start.get(id).cloned().unwrap_or_default(), st.close_late)
+            };
+            let PluginStdio { stdout, mut stderr } = stdio;
             self.pretend_running(id);
-            self.crash(id);
+            match late {
+                None => {
+                    let _ = stderr.write_all(&text).await;
+                    drop((stdout, stderr));
+                    self.crash(id);
+                }
+                Some(after) => {
+                    self.crash(id);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = stderr.write_all(&text).await;
+                        drop((stdout, stderr));
+                    });
+                }
+            }
             return Ok(());
         }
         self.start(id, exec_dir_of(&spec))

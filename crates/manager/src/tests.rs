@@ -250,6 +250,8 @@ async fn enable_disable_remove_with_moby_errors() {
             Event::Enable(_) => "enable",
             Event::Disable(_) => "disable",
             Event::Remove(_) => "remove",
+            Event::Crash { .. } => "crash",
+            Event::Restart(_) => "restart",
         });
     }
     assert_eq!(seen, ["enable", "disable", "remove"]);
@@ -284,14 +286,109 @@ async fn a_plugin_that_dies_while_starting_fails_fast_and_is_not_restarted() {
     let f = Fixture::new().await;
     let p = f.create("vol").await;
     f.exec.state().exit_on_start.insert(p.id.clone());
+    f.exec.state().stderr_on_start.insert(
+        p.id.clone(),
+        b"starting\nflag provided but not defined: -x\nusage: plugin [flags]".to_vec(),
+    );
     let t = tokio::time::Instant::now();
     let err = f.m.enable("vol", Some(Duration::from_secs(60))).await.unwrap_err();
-    assert!(matches!(err, ManagerError::ExitedWhileStarting { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "plugin \"vol:latest\" exited while starting: starting\n\
+         flag provided but not defined: -x\nusage: plugin [flags]"
+    );
     assert!(t.elapsed() < Duration::from_secs(1), "did not wait for the deadline");
+    // The same lines stay readable as the plugin's log.
+    let logs = f.m.logs(&p.id).unwrap();
+    assert_eq!(logs.len(), 3);
+    assert!(logs.iter().all(|l| l.stream == crate::LogStream::Stderr));
+    assert_eq!(logs[2].text, "usage: plugin [flags]");
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(f.exec.state().specs.len(), 1, "no restart of a plugin that never started");
     assert_eq!(f.m.state("vol").unwrap(), RunState::Stopped);
     assert!(!f.m.inspect("vol").unwrap().enabled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exit_while_starting_waits_a_bounded_time_for_the_output() {
+    let f = Fixture::new().await;
+    let p = f.create("vol").await;
+    f.exec.state().exit_on_start.insert(p.id.clone());
+    f.exec.state().stderr_on_start.insert(p.id.clone(), b"late words\n".to_vec());
+    // Output closed after the exit is reported: the error still has it.
+    f.exec.state().close_late = Some(Duration::from_millis(300));
+    match f.m.enable("vol", None).await.unwrap_err() {
+        ManagerError::ExitedWhileStarting { stderr, .. } => assert_eq!(stderr, "late words"),
+        e => panic!("{e}"),
+    }
+    // Output never closed in time: the error comes after the bound, without it.
+    f.exec.state().close_late = Some(Duration::from_secs(30));
+    let t = tokio::time::Instant::now();
+    let err = f.m.enable("vol", None).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2), "bounded wait: {:?}", t.elapsed());
+    assert_eq!(err.to_string(), "plugin \"vol:latest\" exited while starting");
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_and_restart_are_published_to_those_who_ask() {
+    let f = Fixture::new().await;
+    let p = f.create("vol").await;
+    f.m.enable("vol", None).await.unwrap();
+    let id = p.id.clone();
+    let (mut all, _c1) = f.m.subscribe(16, None);
+    let moby = vec![
+        EventFilter::Create { interfaces: vec![] },
+        EventFilter::Enable { id: id.clone() },
+        EventFilter::Disable { id: id.clone() },
+        EventFilter::Remove { id: id.clone() },
+    ];
+    let (mut moby, _c2) = f.m.subscribe(16, Some(moby));
+    let (mut crashes, _c3) = f.m.subscribe(
+        16,
+        Some(vec![EventFilter::Crash { id: id.clone() }, EventFilter::Restart { id: id.clone() }]),
+    );
+    for attempt in 0..2u32 {
+        f.exec.crash(&id);
+        let delay = RestartPolicy::default().delay(attempt);
+        for sub in [&mut all, &mut crashes] {
+            match sub.recv().await {
+                Some(Delivery::Event(Event::Crash { plugin, exit_code, restart_in })) => {
+                    assert_eq!(plugin.id, id);
+                    assert_eq!(exit_code, Some(139));
+                    assert_eq!(restart_in, Some(delay));
+                }
+                other => panic!("expected a crash, got {other:?}"),
+            }
+        }
+        let before = tokio::time::Instant::now();
+        for sub in [&mut all, &mut crashes] {
+            match sub.recv().await {
+                Some(Delivery::Event(Event::Restart(plugin))) => {
+                    assert_eq!(plugin.id, id);
+                    assert!(plugin.enabled);
+                }
+                other => panic!("expected a restart, got {other:?}"),
+            }
+        }
+        assert!(before.elapsed() >= delay);
+        assert_eq!(f.m.state("vol").unwrap(), RunState::Running);
+    }
+    // Moby's filters see none of it.
+    assert_eq!(moby.try_recv(), None);
+    // A restart that fails is a crash too, with the next delay of the backoff.
+    f.exec.state().fail_all_creates = true;
+    f.exec.crash(&id);
+    let crash = |sub: Option<Delivery>| match sub {
+        Some(Delivery::Event(Event::Crash { exit_code, restart_in, .. })) => {
+            (exit_code, restart_in)
+        }
+        other => panic!("expected a crash, got {other:?}"),
+    };
+    let policy = RestartPolicy::default();
+    assert_eq!(crash(crashes.recv().await), (Some(139), Some(policy.delay(2))));
+    assert_eq!(crash(crashes.recv().await), (None, Some(policy.delay(3))));
+    assert_eq!(moby.try_recv(), None);
+    f.m.disable("vol", true).await.unwrap();
 }
 
 #[tokio::test]
