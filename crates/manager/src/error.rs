@@ -80,6 +80,9 @@ pub enum ManagerError {
     /// `config.json` of a context or record is not valid.
     #[error("failed to parse config")]
     ConfigParse(#[source] serde_json::Error),
+    /// A context's `config.json` is not a valid plugin config.
+    #[error("failed to parse config")]
+    InvalidConfig(#[from] dockplug_protocol::config::ConfigError),
     /// The plugin did not create and serve its socket before the deadline.
     #[error("plugin {name} did not serve {socket:?} within {seconds:.1}s")]
     SocketTimeout {
@@ -165,7 +168,8 @@ impl ManagerError {
             | ManagerError::InvalidName { .. }
             | ManagerError::Filter(_)
             | ManagerError::Context(_)
-            | ManagerError::ConfigParse(_) => 400,
+            | ManagerError::ConfigParse(_)
+            | ManagerError::InvalidConfig(_) => 400,
             ManagerError::AlreadyExists { .. }
             | ManagerError::AlreadyEnabled { .. }
             | ManagerError::AlreadyDisabled { .. }

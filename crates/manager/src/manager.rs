@@ -12,6 +12,7 @@ use dockplug_protocol::config::PluginRootfs;
 use dockplug_protocol::filters::PluginListFilter;
 use dockplug_protocol::plugin::PluginSettings;
 use dockplug_protocol::privileges::{compute_privileges, validate_privileges};
+use dockplug_protocol::registry::{Descriptor, ImageManifest};
 use dockplug_protocol::{Plugin, PluginConfig, PluginPrivilege};
 
 use crate::blobs::BlobStore;
@@ -369,28 +370,20 @@ impl<E: Executor> Manager<E> {
         staging: &Path,
         extracted: context::Extracted,
     ) -> Result<Plugin, ManagerError> {
-        let mut config = PluginConfig::from_slice(&extracted.config).map_err(|e| match e {
-            dockplug_protocol::config::ConfigError::Json(j) => ManagerError::ConfigParse(j),
-            #[allow(unreachable_patterns)]
-            _ => ManagerError::ConfigParse(serde_json::Error::io(std::io::Error::other(
-                "invalid config",
-            ))),
-        })?;
+        let mut config = PluginConfig::from_slice(&extracted.config)?;
         config.rootfs = Some(PluginRootfs::layers([extracted.layer_digest.clone()]));
         let config_blob = config.to_blob().map_err(ManagerError::ConfigParse)?;
         let config_digest = self.inner.blobs.put(&config_blob)?;
-        let manifest = format!(
-            concat!(
-                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.docker.plugin.v1+json","digest":"{}","size":{}}},"#,
-                r#""layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{}","size":{}}}],"#,
-                r#""mediaType":"application/vnd.docker.distribution.manifest.v2+json"}}"#
-            ),
-            config_digest,
-            config_blob.len(),
-            extracted.layer_digest,
-            extracted.layer_size
-        );
-        let manifest_digest = self.inner.blobs.put(manifest.as_bytes())?;
+        let manifest = ImageManifest::plugin(
+            Descriptor::plugin_config(config_digest.clone(), config_blob.len() as i64),
+            vec![Descriptor::gzip_layer(
+                extracted.layer_digest.clone(),
+                extracted.layer_size as i64,
+            )],
+        )
+        .to_bytes()
+        .map_err(ManagerError::ConfigParse)?;
+        let manifest_digest = self.inner.blobs.put(&manifest)?;
         self.install(Install {
             name,
             rootfs: staging,

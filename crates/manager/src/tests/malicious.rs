@@ -113,7 +113,7 @@ async fn hostile_contexts_are_refused_and_leave_nothing() {
         e("rootfs/", Directory, "", b""),
     ]);
     let err = f.m.create_from_context(std::io::Cursor::new(data), "victim").await.unwrap_err();
-    assert!(matches!(err, ManagerError::ConfigParse(_)), "{err:?}");
+    assert!(matches!(err, ManagerError::InvalidConfig(_)), "{err:?}");
     assert_eq!(fs::read_dir(f.root().join("tmp")).unwrap().count(), 0);
     // A legitimate absolute symlink inside the rootfs is fine (rooted at the rootfs).
     let ok = raw_tar(&with_config(vec![
