@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
 use dockplug_manager::{Executor, ExecutorError, Exit, ExitReceiver, PluginStdio, Signal};
@@ -141,14 +141,7 @@ async fn next_exit(exits: &mut ExitReceiver) -> Exit {
 }
 
 async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
+    crate::support::eventually(DEADLINE, || std::future::ready(cond())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

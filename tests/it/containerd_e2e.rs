@@ -107,19 +107,12 @@ impl Env {
     }
 }
 
-async fn eventually<F, Fut>(mut cond: F) -> bool
+async fn eventually<F, Fut>(cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    crate::support::eventually(DEADLINE, cond).await
 }
 
 async fn answers(client: &Client) -> bool {

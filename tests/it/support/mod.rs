@@ -86,6 +86,23 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The async form of [`wait_until`]: poll the async `cond` every 20 ms (without blocking a
+/// runtime thread) until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually<F, Fut>(deadline: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond().await
+}
+
 /// Wait until a unix socket at `path` accepts a connection.
 pub fn wait_for_socket(path: &Path, deadline: Duration) -> bool {
     wait_until(deadline, || std::os::unix::net::UnixStream::connect(path).is_ok())
