@@ -1,5 +1,6 @@
 //! Every dockplug-sdk trait served on a unix socket and called through dockplug-v1, with the
-//! request and reply bodies of protocols.md as golden values.
+//! request and reply bodies of Moby's plugin docs (`docs/extend/plugins_*.md`, libnetwork
+//! `docs/remote.md` and `docs/ipam.md`) as golden values.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -356,7 +357,7 @@ async fn log_driver_reads_the_fifo_and_streams_read_logs() {
         j(r#"{"Err": ""}"#)
     );
     use std::io::Write;
-    // The protocols.md vector: {source "stdout", time_nano 1, line "hi"} is this frame.
+    // A hand-encoded `LogEntry` (Moby `api/types/plugins/logdriver/entry.proto`): {source "stdout", time_nano 1, line "hi"} is this frame.
     writer
         .write_all(&[
             0, 0, 0, 0x0e, 0x0a, 6, b's', b't', b'd', b'o', b'u', b't', 0x10, 1, 0x1a, 2, b'h',

@@ -1,4 +1,4 @@
-//! `authz`: authorization plugins (protocols.md §6).
+//! `authz`: authorization plugins (Moby `pkg/authorization/api.go`).
 //!
 //! The same [`Request`] goes to `AuthZPlugin.AuthZReq` (before the daemon handles an API
 //! request) and `AuthZPlugin.AuthZRes` (after, with the response). Every key is left out

@@ -1,5 +1,5 @@
-//! `GraphDriver`: graph driver plugins (protocols.md §9). Removed from Moby in v28; 20.10
-//! uses them with `--experimental`. Kept for interop with that peer.
+//! `GraphDriver`: graph driver plugins (Moby `daemon/graphdriver/proxy.go`). Removed from Moby
+//! in v28; 20.10 uses them with `--experimental`. Kept for interop with that peer.
 //!
 //! Most calls share [`Request`] and [`Response`], whose keys are all left out when empty.
 //! `Diff` replies with a raw tar stream and `ApplyDiff` sends one, with the layer ids in the

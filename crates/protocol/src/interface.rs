@@ -93,7 +93,7 @@ impl InterfaceType {
         }
     }
 
-    /// The v2 type of a v1 `Implements` name: `docker.<lower-case name>/1.0` (protocols §13.3).
+    /// The v2 type of a v1 `Implements` name: `docker.<lower-case name>/1.0` (Moby `plugin/store.go` `Store.Handle`).
     pub fn from_v1(v1_name: &str) -> Self {
         Self {
             prefix: DOCKER_PREFIX.to_owned(),
@@ -231,7 +231,7 @@ impl<'de> Deserialize<'de> for InterfaceType {
     }
 }
 
-/// The capabilities Docker itself uses, with their v1 names (protocols §1.7).
+/// The capabilities Docker itself uses, with their v1 names (Moby `pkg/plugins` implementers and `plugin/v2/plugin.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Capability {

@@ -1,4 +1,4 @@
-//! `IpamDriver`: remote IP address management (protocols.md §5).
+//! `IpamDriver`: remote IP address management (libnetwork `ipams/remote/api/api.go`).
 //!
 //! The error key of a **200** reply is `Error`, not `Err`: the daemon's decoder does not fold
 //! `Err` into `Error`, so a 200 `{"Err":"x"}` is a success to dockerd, and to these types.

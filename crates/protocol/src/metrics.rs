@@ -1,4 +1,4 @@
-//! `MetricsCollector`: metrics plugins (protocols.md §8).
+//! `MetricsCollector`: metrics plugins (Moby `daemon/metrics.go`).
 //!
 //! Both calls have an empty request body and the daemon never reads the reply body: only
 //! the status counts (a non-200 status is logged). The daemon serves Prometheus text at

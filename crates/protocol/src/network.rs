@@ -1,4 +1,4 @@
-//! `NetworkDriver`: libnetwork's remote network drivers (protocols.md §4).
+//! `NetworkDriver`: libnetwork's remote network drivers (libnetwork `drivers/remote/api/api.go`).
 //!
 //! Keys are read as Go reads them (case-insensitive, unknown keys ignored, `null` is the zero
 //! value) and written in the daemon's casing. Replies leave `Err` out when it is empty.

@@ -1,4 +1,4 @@
-//! `secretprovider`: swarm secret drivers (protocols.md §10).
+//! `secretprovider`: swarm secret drivers (swarmkit `manager/drivers/secrets.go`).
 //!
 //! ```
 //! use dockplug_protocol::secrets::{GetSecretResponse, SecretsMethod};

@@ -1,4 +1,4 @@
-//! `VolumeDriver`: volume plugins (protocols.md §3).
+//! `VolumeDriver`: volume plugins (Moby `volume/drivers/proxy.go`).
 //!
 //! Requests are what the daemon sends; replies are what a plugin answers with status 200.
 //! Keys are read as Go reads them (case-insensitive, unknown keys ignored, `null` is the zero

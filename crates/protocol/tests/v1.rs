@@ -1,4 +1,5 @@
-//! Golden JSON tests of the v1 subsystem types: the samples of protocols.md and the bodies a
+//! Golden JSON tests of the v1 subsystem types: the request and reply samples of Moby's
+//! plugin docs (`docs/extend/plugins_*.md`, libnetwork `docs/remote.md`) and the bodies a
 //! real dockerd exchanged with a volume plugin (`golden/*.jsonl`).
 
 // Helpers outside `#[test]` functions unwrap too: a panic is the failure report here.

@@ -1,5 +1,6 @@
 //! Golden JSON tests of the v2 plugin types: the objects a real dockerd 20.10.24 returned and
-//! pushed (`golden/*.json`), and the samples of protocols.md §12 and moby-behaviour.md §7.
+//! pushed (`golden/*.json`), the `config.json` examples of Moby's `docs/extend/config.md`, and
+//! the Engine API objects of Moby's `integration/plugin` tests.
 //!
 //! Each sample is read, printed and read again (same value), and printing matches dockerd's
 //! bytes: compact (registry blobs, with Go's trailing newline) or 4-space indented as
@@ -243,9 +244,10 @@ fn list_filters_on_golden_plugins() {
     );
 }
 
-/// protocols.md §12.5: the canonical example and the lower-case form authors write.
+/// The canonical `config.json` example (Moby `docs/extend/config.md`) and the lower-case form
+/// authors write.
 #[test]
-fn protocols_12_5_examples() {
+fn config_doc_examples() {
     let canonical = r#"{
   "Args": {"Description": "", "Name": "", "Settable": null, "Value": null},
   "Description": "A sample volume plugin for Docker",
@@ -295,7 +297,7 @@ fn protocols_12_5_examples() {
     assert_eq!((w.work_dir.as_str(), w.propagated_mount.as_str()), ("/x", "/m"));
 }
 
-/// moby-behaviour.md §7.3: `GET /plugins/test:latest/json` of a created test plugin, with
+/// `GET /plugins/test:latest/json` of a created test plugin (Moby's `integration/plugin`), with
 /// the elided digest and id filled in. Printing gives back the exact bytes.
 #[test]
 fn moby_7_3_example_is_byte_exact() {

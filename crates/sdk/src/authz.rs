@@ -1,4 +1,4 @@
-//! `authz`: serve an authorization plugin (protocols.md §6).
+//! `authz`: serve an authorization plugin (Moby `pkg/authorization/plugin.go`).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `IpamDriver`: serve address management (protocols.md §5).
+//! `IpamDriver`: serve address management (libnetwork `ipams/remote/api/api.go`).
 //!
 //! Failures are sent as a 500 with both `Err` and `Error`: dockerd reads `Err` on a non-200
 //! reply and `Error` on a 200 one, so the message arrives whichever way it looks.

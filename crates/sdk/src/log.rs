@@ -1,5 +1,5 @@
-//! `LogDriver`: serve a logging plugin (protocols.md §7), read the framed log stream from
-//! the FIFO dockerd hands over ([`LogStream`]), and stream entries back for `docker logs`
+//! `LogDriver`: serve a logging plugin (Moby `daemon/logger/plugin.go`), read the framed log
+//! stream from the FIFO dockerd hands over ([`LogStream`]), and stream entries back for `docker logs`
 //! ([`LogEntries`]).
 
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! `MetricsCollector`: be told when the daemon's metrics may be scraped (protocols.md §8).
+//! `MetricsCollector`: be told when the daemon's metrics may be scraped (Moby `daemon/metrics.go`).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `NetworkDriver`: serve a libnetwork remote driver (protocols.md §4).
+//! `NetworkDriver`: serve a libnetwork remote driver (libnetwork `drivers/remote/api/api.go`).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `secretprovider`: serve swarm secrets (protocols.md §10).
+//! `secretprovider`: serve swarm secrets (swarmkit `manager/drivers/secrets.go`).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `VolumeDriver`: serve volumes (protocols.md §3).
+//! `VolumeDriver`: serve volumes (Moby `volume/drivers/proxy.go`).
 
 use std::future::Future;
 use std::sync::Arc;

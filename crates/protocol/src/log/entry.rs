@@ -1,4 +1,4 @@
-//! The log stream: length-prefixed protobuf `LogEntry` messages (protocols.md §7.3).
+//! The log stream: length-prefixed protobuf `LogEntry` messages (Moby `api/types/plugins/logdriver/entry.proto` and `io.go`).
 //!
 //! Both the FIFO the daemon writes (after `StartLogging`) and the `ReadLogs` reply body are
 //! `[u32 big-endian length N][N bytes of protobuf LogEntry]`, repeated until EOF.

@@ -1,4 +1,4 @@
-//! `LogDriver`: logging plugins (protocols.md §7), and the log stream format in [`entry`].
+//! `LogDriver`: logging plugins (Moby `daemon/logger/plugin.go` and `proxy.go`), and the log stream format in [`entry`].
 //!
 //! Note two places where the docs are wrong and these types follow the daemon: the
 //! capabilities reply is wrapped (`{"Cap": {"ReadLogs": true}}`; a flat `{"ReadLogs": true}`
