@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 /// The end of every line of a progress stream.
 pub const LINE_END: &str = "\r\n";
 
-/// The status texts dockerd streams for plugin pulls and pushes (Moby `plugin/backend_linux.go` `Pull`/`Push` and
-/// `distribution/xfer`), per
-/// layer or blob unless noted.
+/// The status texts dockerd streams for plugin pulls and pushes (Moby `plugin/backend_linux.go`
+/// `Pull`/`Push` and `distribution/xfer`), per layer or blob unless noted.
 pub mod status {
     /// The blob is already in the content store.
     pub const ALREADY_EXISTS: &str = "Already exists";
