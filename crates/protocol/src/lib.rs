@@ -15,11 +15,12 @@
 //! For v2 (managed) plugins it owns the plugin's `config.json` ([`PluginConfig`]), the
 //! Engine API objects ([`Plugin`], its settings, [`PluginPrivilege`]), interface types and
 //! capabilities ([`interface`]), the list filters ([`filters`]), the progress stream
-//! ([`progress`]), the `X-Registry-Auth` header ([`auth`]), the registry manifest
-//! ([`registry`]), the `/events` messages ([`events`]) and the small print of the Engine API
-//! routes ([`engine`]). These are read and written the way dockerd's Go code does
-//! ([`gojson`]): keys matched case-insensitively, `null` read as the zero value, unknown keys
-//! dropped, and output byte for byte what dockerd writes.
+//! ([`progress`]), the `X-Registry-Auth` header ([`auth`]), Docker reference names
+//! ([`reference`]), the registry manifest ([`registry`]), the `/events` messages
+//! ([`events`]) and the small print of the Engine API routes ([`engine`]). These are read
+//! and written the way dockerd's Go code does ([`gojson`]): keys matched case-insensitively,
+//! `null` read as the zero value, unknown keys dropped, and output byte for byte what dockerd
+//! writes.
 //!
 //! **Architecture invariant:** this crate performs no I/O and never depends on tokio, hyper,
 //! tonic or any async runtime. A caller who only needs the types pays for serde alone. The
@@ -52,6 +53,7 @@ pub mod interface;
 pub mod plugin;
 pub mod privileges;
 pub mod progress;
+pub mod reference;
 pub mod registry;
 
 pub use common::{ErrorBody, Manifest};
