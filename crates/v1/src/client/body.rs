@@ -1,0 +1,200 @@
+//! What travels: request bodies (buffered JSON, or a reader streamed chunk by chunk), the
+//! bounded reading of a reply, a streamed reply ([`ByteStream`]), and JSON in and out as
+//! Moby's client writes and reads it.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncRead;
+
+use super::error::CallError;
+use super::Inner;
+use crate::address::Address;
+
+/// The request body type of every call.
+pub(super) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub(super) fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// `/<Method>`, checked to be a valid URL path.
+pub(super) fn path_of(method: &str) -> Result<String, CallError> {
+    let path = if method.starts_with('/') { method.to_owned() } else { format!("/{method}") };
+    match path.parse::<http::uri::PathAndQuery>() {
+        Ok(_) if !method.trim_start_matches('/').is_empty() => Ok(path),
+        _ => Err(CallError::InvalidMethod { method: method.to_owned() }),
+    }
+}
+
+pub(super) fn encode<A: Serialize + ?Sized>(method: &str, args: &A) -> Result<Bytes, CallError> {
+    let mut v = serde_json::to_vec(args)
+        .map_err(|source| CallError::Encode { method: method.to_owned(), source })?;
+    // Moby's encoder ends the body with a newline; some plugins read line by line.
+    v.push(b'\n');
+    Ok(v.into())
+}
+
+pub(super) fn decode<R: DeserializeOwned>(method: &str, body: &[u8]) -> Result<R, CallError> {
+    let decode_err = |source| CallError::Decode { method: method.to_owned(), source };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"null").map_err(decode_err);
+    }
+    // Like Go's decoder, read the first JSON value and ignore what follows.
+    let mut it = serde_json::Deserializer::from_slice(body).into_iter::<R>();
+    match it.next() {
+        Some(r) => r.map_err(decode_err),
+        None => serde_json::from_slice(b"null").map_err(decode_err),
+    }
+}
+
+/// Read a reply body to its end, failing once it passes `limit` bytes.
+pub(super) async fn read_limited(
+    method: &str,
+    addr: &Address,
+    mut body: Incoming,
+    limit: usize,
+) -> Result<Bytes, CallError> {
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|source| CallError::Transport {
+            method: method.to_owned(),
+            addr: addr.to_string(),
+            source,
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        let total = buf.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
+        if total > limit {
+            return Err(CallError::TooLarge { method: method.to_owned(), limit });
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// The body of a streamed reply ([`super::Client::stream`]), chunk by chunk. The connection
+/// returns to the pool when the stream ends.
+pub struct ByteStream {
+    pub(super) method: String,
+    pub(super) addr: String,
+    pub(super) body: Incoming,
+    pub(super) sender: Option<SendRequest<Body>>,
+    pub(super) pool: Weak<Inner>,
+}
+
+impl fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteStream").field("method", &self.method).finish_non_exhaustive()
+    }
+}
+
+impl Stream for ByteStream {
+    type Item = Result<Bytes, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    if let (Some(sender), Some(pool)) = (self.sender.take(), self.pool.upgrade()) {
+                        pool.checkin(sender);
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(source))) => {
+                    self.sender = None;
+                    return Poll::Ready(Some(Err(CallError::Transport {
+                        method: self.method.clone(),
+                        addr: self.addr.clone(),
+                        source,
+                    })));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request body read from an `AsyncRead`, chunk by chunk.
+pub(super) struct ReaderBody<R> {
+    reader: R,
+    buf: Box<[u8]>,
+    done: bool,
+}
+
+impl<R> ReaderBody<R> {
+    pub(super) fn new(reader: R) -> Self {
+        Self { reader, buf: vec![0; 64 * 1024].into_boxed_slice(), done: false }
+    }
+}
+
+impl<R: AsyncRead + Unpin> hyper::body::Body for ReaderBody<R> {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let mut read = tokio::io::ReadBuf::new(&mut this.buf);
+        match Pin::new(&mut this.reader).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(())) => {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(read.filled())))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_decode_like_go() {
+        let v: serde_json::Value = decode("m", b"{\"a\":1}\n{\"b\":2}").unwrap();
+        assert_eq!(v["a"], 1);
+        let () = decode("m", b"").unwrap();
+        let n: Option<u8> = decode("m", b"  \n").unwrap();
+        assert_eq!(n, None);
+        assert!(matches!(decode::<u8>("m", b"garbage"), Err(CallError::Decode { .. })));
+        assert!(path_of("").is_err());
+        assert!(path_of("bad method").is_err());
+        assert_eq!(path_of("Plugin.Activate").unwrap(), "/Plugin.Activate");
+    }
+}
