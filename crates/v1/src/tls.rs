@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,7 @@ pub(crate) fn client_config(opts: Option<&TlsOptions>) -> Result<Arc<ClientConfi
         if let Some(ca) = &opts.ca_file {
             let pem = read_pem("CA certificate", ca)?;
             let mut added = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
                 if roots.add(cert).is_ok() {
                     added += 1;
                 }
@@ -144,14 +145,13 @@ pub(crate) fn client_config(opts: Option<&TlsOptions>) -> Result<Arc<ClientConfi
         (Some(cert), Some(key)) => {
             let pem = read_pem("certificate", cert)?;
             let chain: Vec<CertificateDer<'static>> =
-                rustls_pemfile::certs(&mut pem.as_slice()).flatten().collect();
+                CertificateDer::pem_slice_iter(&pem).flatten().collect();
             if chain.is_empty() {
                 return Err(TlsError::Empty { what: "certificates", path: cert.clone() });
             }
             let pem = read_pem("key", key)?;
-            let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
+            let key_der = PrivateKeyDer::from_pem_slice(&pem)
                 .ok()
-                .flatten()
                 .ok_or_else(|| TlsError::Empty { what: "private key", path: key.clone() })?;
             builder.with_client_auth_cert(chain, key_der).map_err(TlsError::Rustls)?
         }

@@ -15,6 +15,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -333,17 +335,16 @@ impl TestCa {
     /// The server side: our certificate, and (when `client_ca`) client certificates required.
     pub fn server_config(&self, client_ca: bool) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs: Vec<_> = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap();
-        let key =
-            rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes()).unwrap().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .unwrap();
         let builder = if client_ca {
             let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut self.ca_pem.as_bytes()) {
+            for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
                 roots.add(c.unwrap()).unwrap();
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
