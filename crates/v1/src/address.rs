@@ -123,7 +123,7 @@ impl std::str::FromStr for Address {
         let kind = match scheme.to_ascii_lowercase().as_str() {
             "unix" => {
                 // Moby parses `unix://a/b` with host `a` and dials the relative path `a`
-                // (quirk 3); we only accept absolute paths.
+                // (difference 3); we only accept absolute paths.
                 if !rest.starts_with('/') {
                     return Err(AddressError::RelativeSocket { addr: addr() });
                 }

@@ -6,7 +6,7 @@
 //! file is an error naming it, never a fall-through to a later candidate.
 //!
 //! Where Moby is only accidentally different, [`LocalRegistry::scan`] is made to agree with
-//! [`LocalRegistry::plugin`] (quirk 2): a name is listed when and only when `plugin(name)`
+//! [`LocalRegistry::plugin`] (difference 2): a name is listed when and only when `plugin(name)`
 //! would find a file for it, symlinked sockets are listed, and each name appears once.
 
 use std::collections::HashSet;
@@ -286,7 +286,7 @@ impl LocalRegistry {
 /// Rootless (`ROOTLESSKIT_STATE_DIR` non-empty): `$XDG_CONFIG_HOME/docker/plugins` (else
 /// `$HOME/.config/docker/plugins`, else `/etc/docker/plugins`), then
 /// `$HOME/.local/lib/docker/plugins` (else `/usr/lib/docker/plugins`). This is what Moby's
-/// documentation intends; its code since v25 inverts the first test (quirk 1), which we do not
+/// documentation intends; its code since v25 inverts the first test (difference 1), which we do not
 /// copy. Otherwise: `/etc/docker/plugins`, `/usr/lib/docker/plugins`.
 pub fn spec_dirs_for_env(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
     let set = |k: &str| env(k).filter(|v| !v.is_empty());
@@ -336,7 +336,7 @@ fn read_spec(path: &Path) -> Result<String, DiscoveryError> {
 
 /// A `.json` spec: `Addr` and `TLSConfig`, keys matched case-insensitively as Go does, `Name`
 /// ignored. A `TLSConfig` without `CAFile` forces `InsecureSkipVerify` (Moby's rule, kept
-/// because existing spec files rely on it; quirk 6).
+/// because existing spec files rely on it; difference 6).
 fn parse_json_spec(
     path: &Path,
     text: &str,
@@ -464,7 +464,7 @@ mod tests {
         let (_, tls) =
             parse_json_spec(Path::new("x.json"), r#"{"Addr":"https://h:1","TLSConfig":{}}"#)
                 .unwrap();
-        assert!(tls.unwrap().insecure_skip_verify, "no CAFile forces insecure (quirk 6)");
+        assert!(tls.unwrap().insecure_skip_verify, "no CAFile forces insecure (difference 6)");
         let (_, tls) = parse_json_spec(Path::new("x.json"), r#"{"Addr":"tcp://h:1"}"#).unwrap();
         assert!(tls.is_none());
         assert!(matches!(

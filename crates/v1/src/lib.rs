@@ -11,10 +11,10 @@
 //! * [`Registry`] is the lookup state a caller owns: [`Registry::get`], [`Registry::get_all`],
 //!   [`Registry::handle`], with a short-lived dead mark for sockets that refuse connections.
 //!
-//! The wire contract is Moby's (`pkg/plugins`). Its known defects (the quirk register of the
-//! behaviour reference), decided for this layer:
+//! The wire contract is Moby's (`pkg/plugins`). Its known defects, decided for this layer (the
+//! numbers are the entries of `docs/DIFFERENCES.md`, which name the Moby code of each):
 //!
-//! | quirk | Moby | here |
+//! | difference | Moby | here |
 //! |-------|------|------|
 //! | 1 rootless spec path | inverted test: `/etc/docker/plugins` when XDG resolves | fixed: `$XDG_CONFIG_HOME/docker/plugins` ([`discovery::spec_dirs_for_env`]) |
 //! | 2 scan | skips symlinked sockets, lists dirs named `x.spec`, duplicates | fixed: lists exactly what [`LocalRegistry::plugin`] resolves, each name once |

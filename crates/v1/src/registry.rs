@@ -3,7 +3,7 @@
 //! Moby keeps this state in process-wide globals; here it is a [`Registry`] value the caller
 //! owns (share it with an `Arc`). Differences from Moby, on purpose:
 //!
-//! * a missing plugin fails at once instead of being looked up again for 15 s (quirk 7);
+//! * a missing plugin fails at once instead of being looked up again for 15 s (difference 7);
 //!   [`Registry::get_waiting`] waits for it when the caller asks;
 //! * a cached plugin whose socket was removed or re-created is looked up on disk again, so a
 //!   restarted or reinstalled plugin is not dialled at its old socket (moby/moby#34545);
@@ -14,7 +14,7 @@
 //!   and returns them in discovery order;
 //! * [`Registry::handle`] runs the new handler once for each plugin already active, and
 //!   every handler once for each plugin when it activates (Moby re-runs *all* handlers of a
-//!   plugin after a late `Handle`; quirk 8).
+//!   plugin after a late `Handle`; difference 8).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -1,5 +1,5 @@
 //! dockplug-v1 against in-process plugin servers on temp-dir sockets and loopback ports:
-//! Moby's `pkg/plugins` tests (behaviour reference §8.1) and hostile input.
+//! Moby's `pkg/plugins` tests (`pkg/plugins/client_test.go`, `discovery_test.go`, `plugin_test.go`) and hostile input.
 
 mod cli;
 mod client;

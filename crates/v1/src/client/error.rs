@@ -142,7 +142,11 @@ impl CallError {
 }
 
 /// The body of a 200, or the plugin's error for any other status.
-pub(super) fn check_status(method: &str, status: StatusCode, body: Bytes) -> Result<Bytes, CallError> {
+pub(super) fn check_status(
+    method: &str,
+    status: StatusCode,
+    body: Bytes,
+) -> Result<Bytes, CallError> {
     if status == StatusCode::OK {
         Ok(body)
     } else {

@@ -5,7 +5,7 @@
 //!
 //! A call that cannot reach the plugin is retried with Moby's backoff ([`RetryPolicy`]: wait
 //! 1 s, doubling, and give up once the next wait would pass 30 s since the first attempt:
-//! attempts at about 0, 1, 3, 7 and 15 s). Two things Moby does we do not (quirk 4):
+//! attempts at about 0, 1, 3, 7 and 15 s). Two things Moby does we do not (difference 4):
 //!
 //! * a request whose body was already consumed is **never resent**: [`Client::send_file`]
 //!   streams its body, so it is retried only when the connection failed before any of it was
@@ -14,7 +14,7 @@
 //!   and reading the reply included, so a slow non-idempotent call (`VolumeDriver.Create`) is
 //!   not delivered twice.
 //!
-//! Any HTTP reply ends the retries; only status 200 is success (quirk 5, kept: it is the
+//! Any HTTP reply ends the retries; only status 200 is success (difference 5, kept: it is the
 //! wire contract).
 
 use std::fmt;

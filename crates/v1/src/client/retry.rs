@@ -134,7 +134,9 @@ impl Inner {
                 }
             };
             req = match (&resend, back) {
-                (Resend::Whole(body), _) => self.request(path, full(body.clone()), Some(body.len())),
+                (Resend::Whole(body), _) => {
+                    self.request(path, full(body.clone()), Some(body.len()))
+                }
                 (Resend::OnlyUnsent, Some(back)) => back,
                 (Resend::OnlyUnsent, None) => return Err(err),
             };
