@@ -1,0 +1,369 @@
+//! The lifecycle of one plugin: enable (start and wait for its socket), disable, remove and
+//! set, and the stop every one of them shares.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockplug_protocol::Plugin;
+
+use super::{check_not_removed, Manager};
+use crate::error::ManagerError;
+use crate::events::Event;
+use crate::executor::{Executor, Signal};
+use crate::store::{Entry, RunState};
+use crate::{fsutil, settable, spec};
+
+/// How long a failed start waits for the executor to close the output of the exited process
+/// (executors close it before they report the exit; this bounds one that does not).
+const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+impl<E: Executor> Manager<E> {
+    /// Enables a plugin: generates its runtime spec, starts it through the executor, and
+    /// waits until its socket accepts connections. `timeout` bounds that wait (and becomes
+    /// the plugin's client timeout); `None` uses [`ManagerConfig::start_timeout`](super::ManagerConfig::start_timeout).
+    pub async fn enable(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Plugin, ManagerError> {
+        self.check_running()?;
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
+        self.start(&entry, false, timeout).await?;
+        let plugin = (*entry.snapshot()).clone();
+        self.inner.events.publish(Event::Enable(plugin.clone()));
+        self.daemon_event(&plugin.id, name, "enable");
+        Ok(plugin)
+    }
+
+    pub(super) fn check_running(&self) -> Result<(), ManagerError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            Err(ManagerError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts a plugin; the caller holds its op lock.
+    pub(super) async fn start(
+        &self,
+        entry: &Arc<Entry>,
+        force: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), ManagerError> {
+        let mut record = entry.record();
+        let name = record.plugin.name.clone();
+        if record.plugin.enabled && !force && entry.run_state() != RunState::Stopped {
+            return Err(ManagerError::AlreadyEnabled { name });
+        }
+        let dir = self.inner.store.plugin_dir(&entry.id);
+        let exec_dir = self.exec_dir(&entry.id);
+        check_socket(&name, &exec_dir, &record.plugin.config.interface.socket)?;
+        let mut spec = spec::init_spec(
+            &record.plugin,
+            &spec::SpecPaths { plugin_dir: &dir, exec_dir: &exec_dir },
+        )?;
+        for opt in self.inner.store.spec_opts_for(&record.plugin) {
+            opt(&mut spec);
+        }
+        fsutil::mkdir_all(&exec_dir, 0o700).map_err(ManagerError::io("mkdir", &exec_dir))?;
+        if !record.plugin.config.propagated_mount.is_empty() {
+            let pm = dir.join("propagated-mount");
+            fsutil::mkdir_all(&pm, 0o755).map_err(ManagerError::io("mkdir", &pm))?;
+            if self.inner.config.share_propagated_mounts {
+                crate::mounts::make_rshared(&pm)
+                    .map_err(ManagerError::io("set up propagated mount dir", &pm))?;
+            }
+        }
+        init_layer(&dir.join("rootfs"))?;
+        set_state(entry, RunState::Starting, true);
+        // Subscribed before the process exists, so an exit while starting is never missed.
+        let mut exits = entry.exits.subscribe();
+        exits.mark_unchanged();
+        if let Err(e) =
+            self.inner.executor.create(&entry.id, spec, self.plugin_log(&entry.id).stdio()).await
+        {
+            set_state(entry, RunState::Stopped, false);
+            return Err(e.into());
+        }
+        let deadline = timeout.unwrap_or(self.inner.config.start_timeout);
+        if let Ok(mut rt) = entry.runtime.lock() {
+            rt.timeout = timeout;
+            rt.started = Some(tokio::time::Instant::now());
+        }
+        self.post_start(entry, deadline, exits).await?;
+        {
+            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut r.plugin).enabled = true;
+            r.rootfs = dir.join("rootfs").to_string_lossy().into_owned();
+            record = r.clone();
+        }
+        self.inner.store.save(&record)?;
+        let pref = self.inner.store.plugin_ref(entry, &self.inner.config.exec_root);
+        for h in self.inner.store.handlers_for(&record.plugin) {
+            h(&pref);
+        }
+        Ok(())
+    }
+
+    /// Waits for the socket; on failure stops the plugin and marks it disabled.
+    pub(super) async fn post_start(
+        &self,
+        entry: &Arc<Entry>,
+        deadline: Duration,
+        mut exits: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), ManagerError> {
+        let record = entry.record();
+        let socket_name = record.plugin.config.interface.socket.clone();
+        let name = record.plugin.name.clone();
+        let result = if socket_name.is_empty() {
+            Ok(())
+        } else {
+            let socket = self.exec_dir(&entry.id).join(&socket_name);
+            tokio::select! {
+                r = wait_for_socket(&socket, deadline) => r.map_err(|()| ManagerError::SocketTimeout {
+                    name: name.clone(),
+                    socket: socket.clone(),
+                    seconds: deadline.as_secs_f64(),
+                }),
+                _ = exits.changed() => {
+                    let stderr = self.plugin_log(&entry.id).stderr_of_run(OUTPUT_CLOSE_WAIT).await;
+                    Err(ManagerError::ExitedWhileStarting { name: name.clone(), stderr })
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                set_state(entry, RunState::Running, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.stop(entry).await;
+                if let Ok(mut r) = entry.record.lock() {
+                    Arc::make_mut(&mut r.plugin).enabled = false;
+                }
+                let record = entry.record();
+                if let Err(save) = self.inner.store.save(&record) {
+                    tracing::warn!(plugin = %name, error = %save, "failed to save plugin state");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a plugin: `SIGTERM`, wait, `SIGKILL`, wait (Moby's shutdown of one plugin).
+    pub(super) async fn stop(&self, entry: &Arc<Entry>) {
+        let mut exits = entry.exits.subscribe();
+        exits.mark_unchanged();
+        if let Ok(mut rt) = entry.runtime.lock() {
+            rt.restart = false;
+            if matches!(rt.state, RunState::Restarting { .. }) {
+                rt.state = RunState::Stopped;
+                return;
+            }
+        }
+        let id = &entry.id;
+        let timeout = self.inner.config.stop_timeout;
+        match self.inner.executor.is_running(id).await {
+            Ok(false) | Err(_) => {
+                set_state(entry, RunState::Stopped, false);
+                return;
+            }
+            Ok(true) => {}
+        }
+        if let Err(e) = self.inner.executor.signal(id, Signal::Term).await {
+            tracing::error!(plugin = %id, error = %e, "sending SIGTERM to plugin failed");
+            set_state(entry, RunState::Stopped, false);
+            return;
+        }
+        if tokio::time::timeout(timeout, exits.changed()).await.is_err() {
+            tracing::debug!(plugin = %id, "plugin did not stop on SIGTERM, sending SIGKILL");
+            if let Err(e) = self.inner.executor.signal(id, Signal::Kill).await {
+                tracing::error!(plugin = %id, error = %e, "sending SIGKILL to plugin failed");
+            } else if tokio::time::timeout(timeout, exits.changed()).await.is_err() {
+                tracing::warn!(plugin = %id, "Force shutdown plugin FAILED");
+            }
+        }
+        set_state(entry, RunState::Stopped, false);
+    }
+
+    /// Disables a plugin; refused while it is in use unless `force`.
+    pub async fn disable(&self, name: &str, force: bool) -> Result<Plugin, ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
+        let pname = entry.name();
+        if !force && entry.refcount() > 0 {
+            return Err(ManagerError::InUse { name: pname });
+        }
+        if !entry.enabled() {
+            return Err(ManagerError::AlreadyDisabled { name: pname });
+        }
+        self.stop(&entry).await;
+        if self.inner.config.share_propagated_mounts {
+            // As Moby does when a plugin exits for good: its mounts go with it.
+            crate::mounts::unmount_all_under(&self.inner.store.plugin_dir(&entry.id));
+        }
+        let record = {
+            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut r.plugin).enabled = false;
+            r.clone()
+        };
+        self.inner.store.save(&record)?;
+        let plugin = (*entry.snapshot()).clone();
+        self.inner.events.publish(Event::Disable(plugin.clone()));
+        self.daemon_event(&plugin.id, name, "disable");
+        Ok(plugin)
+    }
+
+    /// Removes a plugin; refused while in use or enabled unless `force`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
+        let pname = entry.name();
+        if !force {
+            if entry.refcount() > 0 {
+                return Err(ManagerError::InUse { name: pname });
+            }
+            if entry.enabled() {
+                return Err(ManagerError::Enabled { name: pname });
+            }
+        }
+        if entry.enabled() || entry.run_state() != RunState::Stopped {
+            self.stop(&entry).await;
+            if let Ok(mut r) = entry.record.lock() {
+                Arc::make_mut(&mut r.plugin).enabled = false;
+            }
+        }
+        let dir = self.inner.store.plugin_dir(&entry.id);
+        crate::mounts::unmount_all_under(&dir);
+        fsutil::atomic_remove_all(&dir).map_err(ManagerError::io("remove", &dir))?;
+        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
+        entry.removed.store(true, Ordering::SeqCst);
+        self.inner.store.remove(&entry.id);
+        if let Ok(mut logs) = self.inner.logs.lock() {
+            logs.remove(&entry.id);
+        }
+        let plugin = (*entry.snapshot()).clone();
+        self.daemon_event(&plugin.id, name, "remove");
+        self.inner.events.publish(Event::Remove(plugin));
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.gc().await {
+                tracing::warn!(error = %e, "plugin blob gc failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Changes settings: `NAME=value` (env, args), `mount.source=/path`, `device.path=/dev/x`.
+    /// All or nothing; refused while the plugin is enabled.
+    pub async fn set(&self, name: &str, args: &[String]) -> Result<(), ManagerError> {
+        let entry = self.inner.store.resolve(name)?;
+        let _op = entry.op.lock().await;
+        check_not_removed(&entry, name)?;
+        let mut record = entry.record();
+        settable::apply(Arc::make_mut(&mut record.plugin), args)?;
+        self.inner.store.save(&record)?;
+        if let Ok(mut r) = entry.record.lock() {
+            *r = record;
+        }
+        Ok(())
+    }
+}
+
+/// Creates what the runtime expects in a rootfs (Moby's init layer), without following any
+/// symlink the plugin shipped.
+fn init_layer(rootfs: &Path) -> Result<(), ManagerError> {
+    use std::fs;
+    let ensure_dirs = |rel: &str| -> Result<(), ManagerError> {
+        let mut cur = rootfs.to_path_buf();
+        for c in rel.split('/').filter(|c| !c.is_empty()) {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(&cur).map_err(ManagerError::io("remove", &cur))?;
+                    fs::create_dir(&cur).map_err(ManagerError::io("create", &cur))?;
+                }
+                Err(_) => fs::create_dir(&cur).map_err(ManagerError::io("create", &cur))?,
+            }
+        }
+        Ok(())
+    };
+    for d in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        ensure_dirs(d)?;
+    }
+    for f in [".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console"] {
+        let p = rootfs.join(f);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => {}
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&p).map_err(ManagerError::io("remove", &p))?;
+                fs::write(&p, b"").map_err(ManagerError::io("create", &p))?;
+            }
+            Err(_) => fs::write(&p, b"").map_err(ManagerError::io("create", &p))?,
+        }
+    }
+    let mtab = rootfs.join("etc/mtab");
+    if fs::symlink_metadata(&mtab).is_err() {
+        std::os::unix::fs::symlink("/proc/mounts", &mtab)
+            .map_err(ManagerError::io("create", &mtab))?;
+    }
+    Ok(())
+}
+
+/// `Interface.Socket` must name a file in the plugin's socket directory, and the whole path
+/// must fit a unix socket address (107 bytes), or no connection could ever succeed.
+fn check_socket(name: &str, exec_dir: &Path, socket: &str) -> Result<(), ManagerError> {
+    if socket.is_empty() {
+        return Ok(());
+    }
+    let path = exec_dir.join(socket);
+    let bad = |reason| ManagerError::InvalidSocket {
+        name: name.to_owned(),
+        socket: path.clone(),
+        reason,
+    };
+    if socket.contains('/') || socket == "." || socket == ".." || socket.contains('\0') {
+        return Err(bad("it must be a file name"));
+    }
+    if path.as_os_str().len() > 107 {
+        return Err(bad("the path is longer than a unix socket address allows"));
+    }
+    Ok(())
+}
+
+pub(super) fn set_state(entry: &Entry, state: RunState, restart: bool) {
+    if let Ok(mut rt) = entry.runtime.lock() {
+        rt.state = state;
+        rt.restart = restart;
+    }
+}
+
+/// Waits until `socket` exists and accepts a connection, or `deadline` passes.
+///
+/// Polling, not inotify: the socket appears inside a directory that is bind-mounted into the
+/// plugin's mount namespace, where inotify events are not reliable across all set-ups, and a
+/// poll every few milliseconds (growing to 50 ms) costs nothing next to a process start. It
+/// returns as soon as the plugin listens, instead of Moby's fixed 500 ms sleep.
+async fn wait_for_socket(socket: &Path, deadline: Duration) -> Result<(), ()> {
+    let start = tokio::time::Instant::now();
+    let mut interval = Duration::from_millis(2);
+    loop {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() >= deadline {
+            return Err(());
+        }
+        let left = deadline.saturating_sub(start.elapsed());
+        tokio::time::sleep(interval.min(left)).await;
+        interval = (interval * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,96 @@
+//! Restore: bringing back, when the manager opens, the plugins that were enabled when it
+//! last stopped (re-attached under live-restore, otherwise started again).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dockplug_protocol::Plugin;
+
+use super::lifecycle::set_state;
+use super::Manager;
+use crate::executor::Executor;
+use crate::fsutil;
+use crate::store::{Entry, RunState};
+
+impl<E: Executor> Manager<E> {
+    pub(super) async fn restore(&self) {
+        let mut tasks = Vec::new();
+        for entry in self.inner.store.all() {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move { this.restore_one(entry).await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn restore_one(&self, entry: Arc<Entry>) {
+        let _op = entry.op.lock().await;
+        let record = entry.record();
+        let name = record.plugin.name.clone();
+        migrate_propagated_mount(&self.inner.store.plugin_dir(&entry.id), &record.plugin);
+        if !record.plugin.enabled {
+            return;
+        }
+        let alive = match self
+            .inner
+            .executor
+            .restore(&entry.id, self.plugin_log(&entry.id).stdio())
+            .await
+        {
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+                false
+            }
+        };
+        if alive && self.inner.config.live_restore {
+            set_state(&entry, RunState::Starting, true);
+            if let Ok(mut rt) = entry.runtime.lock() {
+                rt.started = Some(tokio::time::Instant::now());
+            }
+            let timeout = self.inner.config.start_timeout;
+            let mut exits = entry.exits.subscribe();
+            exits.mark_unchanged();
+            if let Err(e) = self.post_start(&entry, timeout, exits).await {
+                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+            }
+            return;
+        }
+        if alive {
+            self.stop(&entry).await;
+        }
+        if let Err(e) = self.start(&entry, true, None).await {
+            tracing::error!(plugin = %name, error = %e, "failed to enable plugin");
+        }
+    }
+}
+
+/// Moby's restore-time migration: plugins that keep data under their propagated mount once
+/// kept it inside their rootfs; move it to `<root>/<id>/propagated-mount` if that is missing.
+fn migrate_propagated_mount(dir: &Path, plugin: &Plugin) {
+    let pm = plugin.config.propagated_mount.trim_start_matches('/');
+    let concerned = plugin.config.interface.types().iter().any(|t| {
+        t.prefix() == "docker"
+            && t.version().starts_with("1.")
+            && matches!(
+                t.capability(),
+                "volumedriver" | "graphdriver" | "csinode" | "csicontroller"
+            )
+    });
+    if pm.is_empty() || !concerned {
+        return;
+    }
+    let target = dir.join("propagated-mount");
+    let old = dir.join("rootfs").join(pm);
+    // Only a real directory inside the rootfs is moved, never through a symlink.
+    let old_is_dir = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir());
+    if !target.exists() && old_is_dir && !pm.split('/').any(|c| c == "..") {
+        if let Err(e) = std::fs::rename(&old, &target) {
+            tracing::error!(plugin = %plugin.id, error = %e, "error migrating propagated mount storage");
+        }
+    }
+    if let Err(e) = fsutil::mkdir_all(&target, 0o755) {
+        tracing::error!(plugin = %plugin.id, error = %e, "error creating propagated mount storage");
+    }
+}
