@@ -31,6 +31,14 @@ pub enum BlobError {
         /// The offending string.
         digest: String,
     },
+    /// Written content does not hash to the digest it was expected to have.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest asked for.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -95,6 +103,12 @@ impl BlobStore {
     pub fn get(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
         let p = self.blob_path(digest_hex(digest)?);
         fs::read(&p).map_err(io_err(&p))
+    }
+
+    /// Opens blob `digest` for reading (push streams it from here).
+    pub fn open_blob(&self, digest: &str) -> Result<File, BlobError> {
+        let p = self.blob_path(digest_hex(digest)?);
+        File::open(&p).map_err(io_err(&p))
     }
 
     /// Whether blob `digest` is present.
@@ -180,6 +194,19 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// [`BlobWriter::commit`] if the content hashes to `expected`; otherwise the partial blob
+    /// is deleted (it never becomes visible) and the error says what it hashed to.
+    pub fn commit_expecting(self, expected: &str) -> Result<String, BlobError> {
+        digest_hex(expected)?;
+        let actual = format!("sha256:{}", fsutil::hex(&self.hasher.clone().finalize()));
+        if actual != expected {
+            return Err(BlobError::DigestMismatch { expected: expected.to_owned(), actual });
+        }
+        self.commit()
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let f =
@@ -223,6 +250,22 @@ mod tests {
         assert!(s.contains(&a));
         assert!(!s.contains(&b));
         assert!(matches!(s.get("sha256:../x"), Err(BlobError::InvalidDigest { .. })));
+    }
+
+    #[test]
+    fn commit_expecting_refuses_other_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(tmp.path()).unwrap();
+        let hello = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let mut w = s.writer().unwrap();
+        w.write_all(b"hellO").unwrap();
+        assert!(matches!(w.commit_expecting(hello), Err(BlobError::DigestMismatch { .. })));
+        assert!(s.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(tmp.path().join("ingest")).unwrap().count(), 0);
+        let mut w = s.writer().unwrap();
+        w.write_all(b"hello").unwrap();
+        assert_eq!(w.commit_expecting(hello).unwrap(), hello);
+        assert_eq!(std::io::Read::bytes(s.open_blob(hello).unwrap()).count(), 5);
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub enum ManagerError {
     /// Granted privileges do not match.
     #[error(transparent)]
     Privileges(#[from] dockplug_protocol::privileges::PrivilegeError),
+    /// A registry operation failed (pull, push, upgrade, remote privileges).
+    #[error(transparent)]
+    Remote(#[from] crate::distribution::RemoteError),
     /// A file-system operation failed.
     #[error("failed to {operation} {path:?}")]
     Io {
@@ -176,6 +179,12 @@ impl ManagerError {
             | ManagerError::Disabled { .. }
             | ManagerError::InUse { .. }
             | ManagerError::Enabled { .. } => 409,
+            ManagerError::Remote(e) => match e.kind {
+                crate::distribution::RemoteErrorKind::NotFound => 404,
+                crate::distribution::RemoteErrorKind::Unauthorized => 401,
+                crate::distribution::RemoteErrorKind::InvalidContent => 400,
+                _ => 500,
+            },
             _ => 500,
         }
     }

@@ -39,6 +39,7 @@
 
 pub mod blobs;
 pub mod context;
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod executor;
@@ -56,6 +57,7 @@ mod testexec;
 #[cfg(test)]
 mod tests;
 
+pub use distribution::{Distribution, NoProgress, Progress, RemoteError, RemoteErrorKind};
 pub use error::ManagerError;
 pub use events::{CancelHandle, Delivery, Event, EventFilter, Subscription};
 pub use executor::{
