@@ -1,0 +1,274 @@
+//! The `/plugins` routes (Moby's `api/server/router/plugin/plugin.go` `initRoutes` and
+//! `plugin_routes.go`): read the request, call the [`Backend`], write the reply.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dockplug_protocol::auth::{AuthConfig, REGISTRY_AUTH_HEADER};
+use dockplug_protocol::engine::{parse_timeout, PLUGIN_NAME_HEADER};
+use dockplug_protocol::filters::PluginListFilter;
+use dockplug_protocol::progress::JsonMessage;
+use dockplug_protocol::PluginPrivilege;
+use http::header::HeaderValue;
+use http::{Method, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::{
+    Backend, BuildContext, PrivilegesRequest, Progress, PullRequest, PushRequest, RegistryAuth,
+    UpgradeRequest,
+};
+use crate::body::{AbortOnDrop, ResponseBody};
+use crate::error::ApiError;
+use crate::remote::local_name;
+use crate::reply::{self, Reply};
+use crate::router::{BoxFuture, Pattern, Route, RouteRequest, RouteTable};
+
+/// Progress lines buffered between a backend and a slow client.
+const PROGRESS_BUFFER: usize = 64;
+
+/// Build-context chunks buffered between the socket and the extracting thread.
+const CONTEXT_BUFFER: usize = 8;
+
+/// Adds the plugin routes, in Moby's order.
+pub(crate) fn routes<B: Backend>(table: &mut RouteTable, backend: &Arc<B>) {
+    macro_rules! route {
+        ($method:expr, $pattern:expr, $min:expr, $f:ident) => {{
+            let b = backend.clone();
+            table.push(Route {
+                method: $method,
+                pattern: Pattern::parse($pattern),
+                min_version: $min,
+                handler: Arc::new(move |r| {
+                    let b = b.clone();
+                    Box::pin(async move { $f(b, r).await })
+                }),
+            });
+        }};
+    }
+    route!(Method::GET, "/plugins", None, list);
+    route!(Method::GET, "/plugins/{name:.*}/json", None, inspect);
+    route!(Method::GET, "/plugins/privileges", None, privileges);
+    route!(Method::DELETE, "/plugins/{name:.*}", None, remove);
+    route!(Method::POST, "/plugins/{name:.*}/enable", None, enable);
+    route!(Method::POST, "/plugins/{name:.*}/disable", None, disable);
+    route!(Method::POST, "/plugins/pull", None, pull);
+    route!(Method::POST, "/plugins/{name:.*}/push", None, push);
+    route!(Method::POST, "/plugins/{name:.*}/upgrade", Some("1.26"), upgrade);
+    route!(Method::POST, "/plugins/{name:.*}/set", None, set);
+    route!(Method::POST, "/plugins/create", None, create);
+}
+
+/// `X-Registry-Auth` (invalid values are no credentials) and the `X-Meta-*` headers (Moby's
+/// `parseHeaders`).
+fn registry_auth(r: &RouteRequest) -> RegistryAuth {
+    let auth = r.header(REGISTRY_AUTH_HEADER).map(AuthConfig::decode_lenient).unwrap_or_default();
+    let meta_headers = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("x-meta-"))
+        .filter_map(|(k, v)| Some((canonical_header(k.as_str()), v.to_str().ok()?.to_owned())))
+        .collect();
+    RegistryAuth { auth, meta_headers }
+}
+
+/// Go's canonical header form: `x-meta-foo` → `X-Meta-Foo`.
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+async fn list<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let filter = PluginListFilter::parse(r.query("filters"))?;
+    let plugins = b.list(&filter).await?;
+    Ok(reply::json(StatusCode::OK, &plugins))
+}
+
+async fn inspect<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let plugin = b.inspect(r.param()).await?;
+    Ok(reply::json(StatusCode::OK, &plugin))
+}
+
+async fn privileges<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let remote = r.query("remote").to_owned();
+    // The remote must name something; the backend resolves it.
+    local_name(&remote, "")?;
+    let registry = registry_auth(&r);
+    let privileges = b.privileges(PrivilegesRequest { remote, registry }).await?;
+    Ok(reply::json(StatusCode::OK, &privileges))
+}
+
+async fn remove<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    b.remove(r.param(), r.query_bool("force")).await?;
+    Ok(reply::empty(StatusCode::OK))
+}
+
+async fn enable<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let seconds = parse_timeout(r.query("timeout"))?;
+    // Zero (what `docker plugin install` sends) or less: the backend's default deadline.
+    let timeout = u64::try_from(seconds).ok().filter(|s| *s > 0).map(Duration::from_secs);
+    b.enable(r.param(), timeout).await?;
+    Ok(reply::empty(StatusCode::OK))
+}
+
+async fn disable<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    b.disable(r.param(), r.query_bool("force")).await?;
+    Ok(reply::empty(StatusCode::OK))
+}
+
+async fn set<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let name = r.param().to_owned();
+    let args: Vec<String> = r.json().await?.unwrap_or_default();
+    b.set(&name, args).await?;
+    Ok(reply::empty(StatusCode::NO_CONTENT))
+}
+
+async fn pull<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let remote = r.query("remote").to_owned();
+    let name = r.query("name").to_owned();
+    let registry = registry_auth(&r);
+    let privileges: Vec<PluginPrivilege> = r.json().await?.unwrap_or_default();
+    let name = local_name(&remote, &name)?;
+    let request = PullRequest { remote, name: name.clone(), privileges, registry };
+    streamed(Some(&name), move |progress| async move { b.pull(request, progress).await }).await
+}
+
+async fn push<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let request = PushRequest { name: r.param().to_owned(), registry: registry_auth(&r) };
+    streamed(None, move |progress| async move { b.push(request, progress).await }).await
+}
+
+async fn upgrade<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let remote = r.query("remote").to_owned();
+    let param = r.param().to_owned();
+    let registry = registry_auth(&r);
+    let privileges: Vec<PluginPrivilege> = r.json().await?.unwrap_or_default();
+    // The header names the installed plugin (Moby: `getName(ref, tag, vars["name"])`).
+    local_name(&remote, "")?;
+    let header = local_name(&remote, &param)?;
+    let request = UpgradeRequest { name: param, remote, privileges, registry };
+    streamed(Some(&header), move |progress| async move { b.upgrade(request, progress).await }).await
+}
+
+async fn create<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+    let name = r.query("name").to_owned();
+    let limit = r.context_limit();
+    let (mut body, idle) = r.into_body();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(CONTEXT_BUFFER);
+    let pump = async move {
+        let mut total = 0u64;
+        while let Some(chunk) = body.frame(idle).await {
+            let item = chunk.map_err(io::Error::other).and_then(|c| {
+                total += c.len() as u64;
+                if total > limit {
+                    Err(io::Error::other(format!("build context is larger than {limit} bytes")))
+                } else {
+                    Ok(c)
+                }
+            });
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    };
+    let create = b.create(&name, BuildContext::new(rx));
+    tokio::pin!(create, pump);
+    let mut pumping = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut create => break result,
+            () = &mut pump, if pumping => pumping = false,
+        }
+    };
+    result?;
+    Ok(reply::empty(StatusCode::NO_CONTENT))
+}
+
+/// Runs a streamed operation the way Moby's pull, push and upgrade handlers write it: an
+/// error before any output is an ordinary error reply; once progress was sent, the reply is
+/// `200` with one JSON message per line, and a later error is the last line
+/// (`{"errorDetail":...,"error":...}`). `header` becomes `Docker-Plugin-Name` (on errors
+/// too, as Moby sets it first). The operation is cancelled (its future dropped) when the
+/// client goes away.
+async fn streamed<F, Fut>(header: Option<&str>, op: F) -> Result<Reply, ApiError>
+where
+    F: FnOnce(Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+{
+    let name = header.map(|h| {
+        HeaderValue::from_str(h)
+            .map_err(|_| ApiError::invalid_parameter(format!("invalid plugin name {h:?}")))
+    });
+    let name = name.transpose()?;
+    let with_name = |mut reply: Reply| {
+        if let Some(n) = &name {
+            reply.headers_mut().insert(PLUGIN_NAME_HEADER, n.clone());
+        }
+        reply
+    };
+    let (ptx, mut prx) = mpsc::channel::<Bytes>(PROGRESS_BUFFER);
+    let (otx, orx) = mpsc::channel::<Bytes>(PROGRESS_BUFFER);
+    let (start_tx, start_rx) = oneshot::channel::<Result<(), ApiError>>();
+    let fut: BoxFuture<Result<(), ApiError>> = Box::pin(op(Progress::new(ptx)));
+    let task = tokio::spawn(async move {
+        let mut fut = fut;
+        let mut start = Some(start_tx);
+        let result = loop {
+            tokio::select! {
+                biased;
+                msg = prx.recv() => match msg {
+                    Some(m) => {
+                        if let Some(s) = start.take() {
+                            let _ = s.send(Ok(()));
+                        }
+                        if otx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break (&mut fut).await,
+                },
+                result = &mut fut => break result,
+            }
+        };
+        while let Ok(m) = prx.try_recv() {
+            if let Some(s) = start.take() {
+                let _ = s.send(Ok(()));
+            }
+            if otx.send(m).await.is_err() {
+                return;
+            }
+        }
+        match (result, start.take()) {
+            (Ok(()), Some(s)) => {
+                let _ = s.send(Ok(()));
+            }
+            (Ok(()), None) => {}
+            (Err(e), Some(s)) => {
+                let _ = s.send(Err(e));
+            }
+            (Err(e), None) => {
+                if let Ok(line) = JsonMessage::error(e.message()).to_line() {
+                    let _ = otx.send(Bytes::from(line)).await;
+                }
+            }
+        }
+    });
+    let guard = AbortOnDrop::new(task.abort_handle());
+    match start_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Ok(with_name(reply::error(&e))),
+        Err(_) => return Err(ApiError::system("the operation ended without a result")),
+    }
+    let body = match guard.disarm() {
+        Some(abort) => ResponseBody::stream_owning(orx, abort),
+        None => ResponseBody::stream(orx),
+    };
+    Ok(with_name(reply::json_stream(body)))
+}

@@ -1,0 +1,4 @@
+//! Unit tests of the routes over a fake backend.
+
+mod fake;
+mod system;
