@@ -25,6 +25,8 @@ mod daemon_event;
 mod gc;
 mod install;
 mod lifecycle;
+mod pull;
+mod push;
 mod query;
 mod restore;
 mod supervise;
@@ -33,6 +35,7 @@ pub use daemon_event::DaemonEvent;
 use daemon_event::DaemonEventSink;
 #[cfg(test)]
 pub(crate) use install::Install;
+pub use pull::PullOptions;
 pub use supervise::RestartPolicy;
 
 /// Where and how the manager works.
@@ -54,6 +57,11 @@ pub struct ManagerConfig {
     pub restart: RestartPolicy,
     /// Make `<root>/<id>/propagated-mount` a shared mount at enable (needs root; Moby does).
     pub share_propagated_mounts: bool,
+    /// Return from [`Manager::new`] once the store is loaded and each plugin's restore holds
+    /// that plugin's lock, instead of once every enabled plugin is back: a daemon can answer
+    /// at once after a restart, each plugin's [`RunState`](crate::RunState) shows how far it
+    /// is, and an operation on a plugin still being restored waits for its restore.
+    pub restore_in_background: bool,
 }
 
 impl ManagerConfig {
@@ -67,6 +75,7 @@ impl ManagerConfig {
             stop_timeout: Duration::from_secs(10),
             restart: RestartPolicy::default(),
             share_propagated_mounts: true,
+            restore_in_background: false,
         }
     }
 }
@@ -138,7 +147,7 @@ impl<E: Executor> Manager<E> {
         if let Some(exits) = exits {
             manager.spawn_exit_loop(exits);
         }
-        manager.restore().await;
+        manager.restore(!manager.inner.config.restore_in_background).await;
         Ok(manager)
     }
 

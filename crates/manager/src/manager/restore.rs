@@ -13,19 +13,30 @@ use crate::fsutil;
 use crate::store::{Entry, RunState};
 
 impl<E: Executor> Manager<E> {
-    pub(super) async fn restore(&self) {
+    /// Restores every plugin in a task of its own; returns once each task holds its plugin's
+    /// lock (so no operation overtakes a restore), or once all are done when `wait`.
+    pub(super) async fn restore(&self, wait: bool) {
         let mut tasks = Vec::new();
+        let mut locked = Vec::new();
         for entry in self.inner.store.all() {
             let this = self.clone();
-            tasks.push(tokio::spawn(async move { this.restore_one(entry).await }));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tasks.push(tokio::spawn(async move { this.restore_one(entry, tx).await }));
+            locked.push(rx);
         }
-        for t in tasks {
-            let _ = t.await;
+        for rx in locked {
+            let _ = rx.await;
+        }
+        if wait {
+            for t in tasks {
+                let _ = t.await;
+            }
         }
     }
 
-    async fn restore_one(&self, entry: Arc<Entry>) {
+    async fn restore_one(&self, entry: Arc<Entry>, locked: tokio::sync::oneshot::Sender<()>) {
         let _op = entry.op.lock().await;
+        let _ = locked.send(());
         let record = entry.record();
         let name = record.plugin.name.clone();
         migrate_propagated_mount(&self.inner.store.plugin_dir(&entry.id), &record.plugin);
