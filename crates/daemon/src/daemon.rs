@@ -70,6 +70,7 @@ async fn serve(
     })?;
     let mut mconfig = ManagerConfig::new(config.plugin_root(), config.plugin_exec_root());
     mconfig.live_restore = config.live_restore;
+    mconfig.restore_in_background = true;
     let manager = Manager::new(mconfig, Tagged::new(executor, config.plugin_root()))
         .await
         .context("cannot open the plugin manager")?;
