@@ -5,6 +5,7 @@ mod containerd;
 mod containerd_e2e;
 mod dockerd_localvol;
 mod layering;
+mod registry_kit;
 mod sdk;
 mod sdk_localvol;
 mod sdk_subsystems;

@@ -9,11 +9,12 @@
 //!
 //! Not part of `cargo xtask ci`: CI installs no Go.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use dockplug_testkit::Daemon;
 
 use crate::setup;
 
@@ -56,47 +57,10 @@ impl Run {
 /// Install the Go toolchain and Debian's moby sources when missing (a separate list from
 /// `setup::all`, which CI runs).
 pub fn prerequisites() -> Result<()> {
-    setup::debian_packages(&[("go", "golang-go")])?;
-    if !Path::new(MOBY_PLUGINS).is_dir() {
-        println!("xtask: installing golang-github-docker-docker-dev (Moby's Go sources)");
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .arg("golang-github-docker-docker-dev")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()?;
-        if !status.success() {
-            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-            let status = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .arg("golang-github-docker-docker-dev")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()?;
-            if !status.success() {
-                bail!("apt-get install golang-github-docker-docker-dev failed");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Kills the echo server by PID when the bench ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    setup::debian_packages(&[
+        ("go", "golang-go"),
+        (MOBY_PLUGINS, "golang-github-docker-docker-dev"),
+    ])
 }
 
 /// Run the benchmark: `cargo xtask bench [-n N]`.
@@ -113,7 +77,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     prerequisites()?;
     setup::step("build dockplug (release)", &["build", "--release", "-p", "dockplug-cli"], &[])?;
-    let dockplug = target_dir().join("release/dockplug");
+    let dockplug = setup::profile_dir("release").join("dockplug");
 
     let tmp = std::env::temp_dir().join(format!("dockplug-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -129,7 +93,7 @@ fn bench(dockplug: &Path, tmp: &Path, n: usize) -> Result<()> {
         .args(["build", "-o"])
         .arg(&go_bin)
         .arg(".")
-        .current_dir(workspace_root().join("xtask/bench-go"))
+        .current_dir(setup::workspace_root().join("xtask/bench-go"))
         .env("GOPATH", GOPATH)
         .env("GO111MODULE", "off")
         .env("GOCACHE", tmp.join("gocache"))
@@ -141,21 +105,12 @@ fn bench(dockplug: &Path, tmp: &Path, n: usize) -> Result<()> {
     }
 
     let socket = tmp.join("echo.sock");
-    let server = Server(
-        Command::new(dockplug)
-            .arg("serve-echo")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("start dockplug serve-echo")?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if Instant::now() > deadline {
-            bail!("the echo server did not listen on {}", socket.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = Command::new(dockplug);
+    cmd.arg("serve-echo").arg(&socket);
+    let mut server = Daemon::spawn("dockplug serve-echo", cmd, &tmp.join("echo.log"))?;
+    server.wait_ready(&format!("on {}", socket.display()), Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    })?;
     let addr = format!("unix://{}", socket.display());
 
     let capture = |cmd: &mut Command, who: &str| -> Result<Run> {

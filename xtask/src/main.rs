@@ -14,8 +14,9 @@
 //! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
 mod bench;
-mod containerd;
+mod bench_enable;
 mod demo;
+mod managed;
 mod package;
 mod setup;
 
@@ -38,9 +39,9 @@ fn run() -> Result<()> {
         "ci" => ci(),
         "setup" => setup::all(),
         "demo" => demo::run(),
-        "package" => Ok(package::task(&args[1..])?),
+        "package" => package::task(&args[1..]),
         "bench" => bench::run(&args[1..]),
-        "bench-enable" => containerd::bench(),
+        "bench-enable" => bench_enable::run(),
         "bench-manager" => setup::step(
             "manager store bench (1,000 plugins)",
             &["bench", "-p", "dockplug-manager", "--bench", "store"],

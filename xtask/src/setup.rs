@@ -1,5 +1,6 @@
 //! Prerequisites: what `cargo xtask` installs on a fresh machine before it runs anything.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -31,6 +32,23 @@ pub fn step(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The workspace root (xtask's manifest dir is `<root>/xtask`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// The target directory cargo builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Where cargo puts the binaries of `profile` (`dev` builds into `debug`).
+pub fn profile_dir(profile: &str) -> PathBuf {
+    target_dir().join(if profile == "dev" { "debug" } else { profile })
 }
 
 fn have(program: &str, probe: &[&str]) -> bool {
@@ -65,7 +83,7 @@ fn rustup_components(components: &[&str]) -> Result<()> {
 }
 
 /// Install a cargo subcommand from crates.io when `cargo <sub> --version` does not answer.
-fn cargo_tool(krate: &str, bin: &str, version: &str) -> Result<()> {
+pub fn cargo_tool(krate: &str, bin: &str, version: &str) -> Result<()> {
     let sub = bin.trim_start_matches("cargo-");
     if have(&cargo(), &[sub, "--version"]) {
         return Ok(());
@@ -95,13 +113,23 @@ pub const INTEGRATION_PACKAGES: &[(&str, &str)] = &[
     ("protoc", "protobuf-compiler"),
     // The containerd tests run plugins from a rootfs holding the static busybox.
     ("busybox", "busybox-static"),
+    // The registry tests run private OCI registries (distribution 2.8).
+    ("docker-registry", "docker-registry"),
 ];
 
-/// Install Debian packages whose probe binary is missing (`(binary, package)` pairs).
+/// Install Debian packages whose probe is missing (`(probe, package)` pairs; a probe is a
+/// binary looked up on PATH, or an absolute path that must exist).
 /// Runs `apt-get update` once first, as a fresh machine needs.
 pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let present = |probe: &str| {
+        if probe.starts_with('/') {
+            std::path::Path::new(probe).exists()
+        } else {
+            on_path(probe)
+        }
+    };
     let missing: Vec<&str> =
-        wanted.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, pkg)| *pkg).collect();
+        wanted.iter().filter(|(probe, _)| !present(probe)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -127,6 +155,6 @@ pub fn on_path(bin: &str) -> bool {
     let found = path
         .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/usr/local/sbin"])
-        .any(|dir| std::path::Path::new(dir).join(bin).is_file());
+        .any(|dir| Path::new(dir).join(bin).is_file());
     found
 }

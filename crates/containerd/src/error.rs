@@ -65,6 +65,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// containerd's event stream could not be followed (no containerd request failed: the
+    /// stream ended or never confirmed the subscription).
+    #[error("containerd's event stream for namespace {namespace} {reason}")]
+    Events {
+        /// The executor's namespace.
+        namespace: String,
+        /// What happened to the stream.
+        reason: EventsEnded,
+    },
     /// A stale container of the same ID did not go away in time.
     #[error("stale task of {id} did not stop")]
     StaleTask {
@@ -73,7 +82,29 @@ pub enum Error {
     },
 }
 
+/// How following containerd's event stream ended, in [`Error::Events`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventsEnded {
+    /// containerd closed the stream.
+    #[error("ended")]
+    Closed,
+    /// Our marker event never came back on a new subscription, however often published.
+    #[error("never confirmed the subscription (marker published {published} times)")]
+    Unconfirmed {
+        /// How often the marker was published.
+        published: u32,
+    },
+    /// The executor's event loop task ended before it reported the first subscription.
+    #[error("loop ended before the first subscription was confirmed")]
+    LoopEnded,
+}
+
 impl Error {
+    pub(crate) fn events(namespace: &str, reason: EventsEnded) -> Self {
+        Error::Events { namespace: namespace.to_owned(), reason }
+    }
+
     pub(crate) fn rpc(operation: &'static str, id: &str, source: tonic::Status) -> Self {
         Error::Rpc { operation, id: id.to_owned(), source }
     }

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tonic::Streaming;
 
 use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::{Error, EventsEnded};
 use crate::executor::Shared;
 
 /// The topic of our marker event: outside containerd's own topics, so no other subscriber
@@ -30,6 +30,9 @@ const TASK_EXIT: &str = "/tasks/exit";
 
 /// How often the marker is published while waiting for the subscription to answer.
 const SYNC_EVERY: Duration = Duration::from_millis(50);
+
+/// How often at most (10 s at `SYNC_EVERY`) before containerd counts as down.
+const MAX_MARKERS: u32 = 200;
 
 /// Runs the event loop until the executor is gone. `ready` is answered once, after the first
 /// subscription is live (or with the error of the first attempt).
@@ -73,7 +76,7 @@ pub(crate) async fn run(
                 shared.reconcile().await;
             }
         }
-        let Some(broken) = listen(&shared, stream).await else { return };
+        let Some(broken) = listen(&shared, stream, conn.namespace()).await else { return };
         tracing::warn!(namespace = conn.namespace(), error = %broken, "containerd event stream broke; subscribing again");
     }
 }
@@ -98,8 +101,8 @@ async fn subscribe(conn: &Connection) -> Result<(Streaming<Envelope>, Vec<Envelo
             }
             _ = ticker.tick() => {
                 // Bounded: containerd that takes this long to answer is treated as down.
-                if published >= 200 {
-                    return Err(Error::rpc("subscribe to events", ns, tonic::Status::deadline_exceeded("no event came back")));
+                if published >= MAX_MARKERS {
+                    return Err(Error::events(ns, EventsEnded::Unconfirmed { published }));
                 }
                 published += 1;
                 publish_marker(conn).await?;
@@ -112,13 +115,7 @@ async fn subscribe(conn: &Connection) -> Result<(Streaming<Envelope>, Vec<Envelo
         match stream.message().await {
             Ok(Some(envelope)) if envelope.topic == SYNC_TOPIC => return Ok((stream, early)),
             Ok(Some(envelope)) => early.push(envelope),
-            Ok(None) => {
-                return Err(Error::rpc(
-                    "subscribe to events",
-                    ns,
-                    tonic::Status::unavailable("event stream ended"),
-                ))
-            }
+            Ok(None) => return Err(Error::events(ns, EventsEnded::Closed)),
             Err(s) => return Err(Error::rpc("subscribe to events", ns, s)),
         }
     }
@@ -141,14 +138,18 @@ async fn publish_marker(conn: &Connection) -> Result<(), Error> {
 
 /// Hands each exit to the executor until the stream breaks (returns the cause) or the
 /// executor is gone (returns `None`).
-async fn listen(shared: &Weak<Shared>, mut stream: Streaming<Envelope>) -> Option<tonic::Status> {
+async fn listen(
+    shared: &Weak<Shared>,
+    mut stream: Streaming<Envelope>,
+    namespace: &str,
+) -> Option<Error> {
     loop {
         let next = stream.message().await;
         let shared = shared.upgrade()?;
         match next {
             Ok(Some(envelope)) => deliver(&shared, &envelope),
-            Ok(None) => return Some(tonic::Status::unavailable("event stream ended")),
-            Err(status) => return Some(status),
+            Ok(None) => return Some(Error::events(namespace, EventsEnded::Closed)),
+            Err(status) => return Some(Error::rpc("receive events", namespace, status)),
         }
     }
 }

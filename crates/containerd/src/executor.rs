@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use crate::config::{valid_id, ContainerdConfig};
 use crate::connection::Connection;
 use crate::container::TaskState;
-use crate::error::Error;
+use crate::error::{Error, EventsEnded};
 use crate::events;
 use crate::stdio::Stdio;
 
@@ -82,13 +82,7 @@ impl ContainerdExecutor {
         match is_ready.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(Error::rpc(
-                    "subscribe to events",
-                    &shared.config.namespace,
-                    tonic::Status::aborted("event loop ended"),
-                ))
-            }
+            Err(_) => return Err(Error::events(&shared.config.namespace, EventsEnded::LoopEnded)),
         }
         Ok(ContainerdExecutor { shared, exits: Mutex::new(Some(receiver)), event_loop: abort })
     }

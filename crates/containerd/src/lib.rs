@@ -40,5 +40,5 @@ mod executor;
 mod stdio;
 
 pub use config::{ContainerdConfig, DEFAULT_NAMESPACE, DEFAULT_RUNTIME};
-pub use error::Error;
+pub use error::{Error, EventsEnded};
 pub use executor::ContainerdExecutor;

@@ -1,80 +1,32 @@
-//! A private dockerd for the interop tests: its own data-root, exec-root, pidfile and API
-//! socket in a temp dir, no bridge, no iptables, the `vfs` storage driver (works on any
-//! backing file system), stopped by PID.
+//! A private dockerd for the interop tests (`dockplug_testkit::Dockerd`: own data-root,
+//! exec-root, pidfile and API socket, no bridge, no iptables, `vfs`, stopped by PID), with
+//! the docker CLI helpers a test asserts with.
 //!
-//! What it cannot keep fully private: when a system containerd answers at
-//! `/run/containerd/containerd.sock`, dockerd 20.10 uses it instead of starting its own (it has
-//! no flag against that); our containers then live in namespaces named after the test process.
-//! And dockerd 20.10 looks for v1 plugins only in the fixed directories `/run/docker/plugins`,
+//! dockerd 20.10 looks for v1 plugins only in the fixed directories `/run/docker/plugins`,
 //! `/etc/docker/plugins` and `/usr/lib/docker/plugins`, and puts v2 plugin sockets under
-//! `/run/docker/plugins/<id>/`. The tests therefore register their v1 plugin with one uniquely
-//! named spec file (`dockplug-it-<pid>.spec`, removed afterwards) and remove every v2 plugin
-//! they create.
+//! `/run/docker/plugins/<id>/`. The tests therefore register their v1 plugin with one
+//! uniquely named spec file (`dockplug-it-<pid>.spec`, removed afterwards) and remove every
+//! v2 plugin they create.
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use super::{program, require_root, wait_until, Daemon};
+use super::{program, require_root};
 
-/// A running private dockerd.
-pub struct Dockerd {
-    pub daemon: Daemon,
-    pub dir: PathBuf,
-    pub host: String,
-    docker: PathBuf,
-}
+/// A running private dockerd; derefs to the testkit's (`daemon`, `dir`, `host`, `request`).
+pub struct Dockerd(dockplug_testkit::Dockerd);
 
 impl Dockerd {
     /// Start dockerd with every path under `dir`, and wait (up to 60 s) until it answers.
     pub fn start(dir: &Path) -> Dockerd {
         require_root();
-        let dockerd = program("dockerd");
-        let docker = program("docker");
-        std::fs::create_dir_all(dir).unwrap();
-        let sock = dir.join("docker.sock");
-        let mut cmd = Command::new(dockerd);
-        cmd.arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .args(["--storage-driver=vfs", "--log-level=info"])
-            // dockerd 20.10 starts its own containerd under the exec-root, unless a system one
-            // answers at /run/containerd: then at least our containers and plugins live in
-            // namespaces of their own.
-            .arg(format!("--containerd-namespace=dockplug-it-{}", std::process::id()))
-            .arg(format!(
-                "--containerd-plugins-namespace=dockplug-it-plugins-{}",
-                std::process::id()
-            ));
-        let daemon = Daemon::spawn("dockerd", cmd, &dir.join("dockerd.log"));
-        let mut d = Dockerd {
-            daemon,
-            dir: dir.to_owned(),
-            host: format!("unix://{}", sock.display()),
-            docker,
-        };
-        let up = wait_until(Duration::from_secs(60), || {
-            d.docker(&["version", "--format", "{{.Server.Version}}"]).status.success()
-        });
-        assert!(up, "dockerd did not come up:\n{}", d.daemon.log_tail());
-        assert!(d.daemon.running(), "dockerd exited:\n{}", d.daemon.log_tail());
-        d
+        Dockerd(dockplug_testkit::Dockerd::start(dir).expect("start a private dockerd"))
     }
 
-    /// Run the docker CLI against this daemon.
+    /// Run the docker CLI (Debian's 20.10, `/usr/bin/docker`) against this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new(&self.docker)
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.dir.join("cli-config"))
-            .output()
-            .expect("run docker")
+        self.0.docker(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Run the docker CLI and require success; returns stdout, trimmed.
@@ -90,16 +42,16 @@ impl Dockerd {
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.daemon.log_tail()
+            self.0.daemon.log_tail()
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// Import an image `tag` made locally (no network): a rootfs holding Debian's static
-    /// busybox as `/bin/busybox`, with `sh`, `cat` and `echo` links.
+    /// busybox as `/bin/busybox`, with `sh`, `cat`, `echo` and `ls` links.
     pub fn import_busybox(&self, tag: &str) {
         let busybox = program("busybox");
-        let rootfs = self.dir.join("busybox-rootfs");
+        let rootfs = self.0.dir.join("busybox-rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
         for applet in ["sh", "cat", "echo", "ls"] {
@@ -108,7 +60,7 @@ impl Dockerd {
                 std::os::unix::fs::symlink("busybox", link).unwrap();
             }
         }
-        let tar = self.dir.join("busybox.tar");
+        let tar = self.0.dir.join("busybox.tar");
         let status = Command::new(program("tar"))
             .arg("-C")
             .arg(&rootfs)
@@ -122,21 +74,9 @@ impl Dockerd {
     }
 }
 
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        self.daemon.stop(Duration::from_secs(30));
-        // dockerd may leave mounts under its data-root (the private plugins mount, shm):
-        // detach every mount below our directory so the temp dir can be removed.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.display().to_string();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in ours {
-            let _ = Command::new("umount").args(["-l", p]).status();
-        }
+impl Deref for Dockerd {
+    type Target = dockplug_testkit::Dockerd;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }

@@ -1,5 +1,6 @@
 //! localvol for the tests: the binary (built when missing), a running v1 instance, and the
-//! v2 plugin directory packaged exactly as `cargo xtask package localvol` packages it.
+//! v2 plugin directory packaged by `dockplug_testkit::package`, as `cargo xtask package
+//! localvol` packages it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,9 +8,7 @@ use std::time::Duration;
 
 use super::{wait_for_socket, Daemon};
 
-#[path = "../../../xtask/src/package.rs"]
-#[allow(dead_code)]
-mod package;
+use dockplug_testkit::package;
 
 pub use package::LOCALVOL_SOCKET;
 
@@ -75,7 +74,8 @@ impl LocalVol {
         if let Some(spec) = spec {
             cmd.arg("--spec").arg(spec);
         }
-        let daemon = Daemon::spawn("localvol", cmd, &dir.join("localvol.log"));
+        let daemon =
+            Daemon::spawn("localvol", cmd, &dir.join("localvol.log")).expect("start localvol");
         let lv = LocalVol { daemon, socket, root, spec: spec.map(|s| s.with_extension("spec")) };
         assert!(
             wait_for_socket(&lv.socket, Duration::from_secs(10)),

@@ -1,0 +1,112 @@
+//! `cargo xtask bench-enable`: enable-to-ready latency of the packaged localvol with our
+//! manager on the containerd executor, side by side with dockerd enabling the same plugin
+//! directory on the same private containerd; then the resident memory of each with 20
+//! plugins enabled. Prints the ratios; not part of `ci`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use dockplug_testkit::{rss_kib, Containerd, Dockerd, DockerdOptions};
+
+use crate::{managed, setup};
+
+const ROUNDS: usize = 7;
+const FLEET: usize = 20;
+const TAR: &str = "application/x-tar";
+
+/// Runs the benchmark and prints the table.
+pub fn run() -> Result<()> {
+    setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
+    let tmp = dockplug_testkit::temp_dir("dpb")?;
+    let (plugin, example) = managed::build(tmp.path(), "release")?;
+    let containerd = Containerd::start()?;
+
+    // Ours, in its own process (the manager and the executor, nothing else).
+    let work = tmp.path().join("m");
+    let ours = managed::run(
+        &example,
+        &["bench", "--rounds", &ROUNDS.to_string(), "--fleet", &FLEET.to_string(), "--containerd"],
+        &[&containerd.socket, Path::new("--plugin"), &plugin, Path::new("--work"), &work],
+    )?;
+    let ours_enable =
+        median(ours.iter().filter(|(k, _)| k == "enable_ms").map(|(_, v)| *v).collect());
+    let ours_rss = ours.iter().find(|(k, _)| k == "rss_kib").map(|(_, v)| *v).unwrap_or(f64::NAN);
+
+    // dockerd on the same containerd, same plugin directory.
+    let options = DockerdOptions {
+        containerd: Some(containerd.socket.clone()),
+        namespace: "bench".to_owned(),
+        plugins_namespace: "plugins.bench".to_owned(),
+        log_level: "warn".to_owned(),
+    };
+    let dockerd = Dockerd::start_with(&tmp.path().join("dkd"), &options)?;
+    let context = tar(&plugin, None)?;
+    let mut docker_enable = Vec::new();
+    for round in 0..ROUNDS {
+        let name = format!("bench{round}:latest");
+        dockerd.ok("POST", &format!("/plugins/create?name={name}"), &context, TAR)?;
+        let started = Instant::now();
+        dockerd.ok("POST", &format!("/plugins/{name}/enable?timeout=0"), b"", "text/plain")?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        println!("bench: dockerd enable #{round}: {ms:.1} ms");
+        docker_enable.push(ms);
+        dockerd.ok("POST", &format!("/plugins/{name}/disable"), b"", "text/plain")?;
+        dockerd.ok("DELETE", &format!("/plugins/{name}"), b"", "text/plain")?;
+    }
+    let docker_enable = median(docker_enable);
+    for i in 0..FLEET {
+        let name = format!("fleet{i}:latest");
+        // dockerd refuses a second plugin whose rootfs layer it already stores ("content
+        // sha256:...: already exists"): give each a one-file difference.
+        let extra = tmp.path().join("fleet").join(i.to_string());
+        std::fs::create_dir_all(extra.join("rootfs"))?;
+        std::fs::write(extra.join("rootfs").join("fleet-id"), i.to_string())?;
+        let context = tar(&plugin, Some(&extra))?;
+        dockerd.ok("POST", &format!("/plugins/create?name={name}"), &context, TAR)?;
+        dockerd.ok("POST", &format!("/plugins/{name}/enable?timeout=0"), b"", "text/plain")?;
+    }
+    let docker_rss = rss_kib(dockerd.daemon.pid()).map(|k| k as f64).unwrap_or(f64::NAN);
+    for i in 0..FLEET {
+        let name = format!("fleet{i}:latest");
+        let _ =
+            dockerd.request("POST", &format!("/plugins/{name}/disable?force=1"), b"", "text/plain");
+        let _ = dockerd.request("DELETE", &format!("/plugins/{name}?force=1"), b"", "text/plain");
+    }
+
+    println!();
+    println!("| measure | dockplug (manager + containerd executor) | dockerd 20.10 | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| enable-to-ready, median of {ROUNDS} | {ours_enable:.1} ms | {docker_enable:.1} ms | {:.3} (target <= 0.25) |",
+        ours_enable / docker_enable
+    );
+    println!(
+        "| resident memory, {FLEET} plugins enabled | {:.1} MiB | {:.1} MiB | {:.3} |",
+        ours_rss / 1024.0,
+        docker_rss / 1024.0,
+        ours_rss / docker_rss
+    );
+    Ok(())
+}
+
+/// A build context of the plugin directory (`config.json` + `rootfs/`), plus
+/// `extra/rootfs/fleet-id` when given.
+fn tar(plugin: &Path, extra: Option<&Path>) -> Result<Vec<u8>> {
+    let mut cmd = Command::new("tar");
+    cmd.arg("-C").arg(plugin).args(["-cf", "-", "config.json", "rootfs"]);
+    if let Some(extra) = extra {
+        cmd.arg("-C").arg(extra).arg("rootfs/fleet-id");
+    }
+    let out = cmd.output().context("run tar")?;
+    if !out.status.success() {
+        bail!("tar of {} failed", plugin.display());
+    }
+    Ok(out.stdout)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
