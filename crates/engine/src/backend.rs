@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,37 +208,84 @@ impl PluginsInfo {
 
 /// Where a pull, push or upgrade reports progress: each message becomes one line of the
 /// reply's JSON stream.
+///
+/// Sending never blocks the operation. Lines wait for a slow client in a queue; once
+/// [`PROGRESS_BACKLOG`] lines wait, byte-count updates (`progressDetail` with a total) are
+/// dropped, as a later one replaces them, while status changes, errors and `aux` results are
+/// always kept (there is one of each per layer, and the layers are bounded by the manifest).
 #[derive(Debug, Clone)]
 pub struct Progress {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Bytes>,
+    pending: Arc<AtomicUsize>,
 }
 
+/// How many progress lines may wait for a slow client before byte-count updates are dropped.
+pub const PROGRESS_BACKLOG: usize = 256;
+
 impl Progress {
-    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        Self { tx }
+    pub(crate) fn new() -> (Self, ProgressReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        (Self { tx, pending: pending.clone() }, ProgressReceiver { rx, pending })
     }
 
-    /// Sends `message`, waiting while the client is slow. Returns `false` when the client
-    /// is gone (the operation is about to be cancelled).
-    pub async fn send(&self, message: &JsonMessage) -> bool {
-        match message.to_line() {
-            Ok(line) => self.tx.send(Bytes::from(line)).await.is_ok(),
+    /// Queues `message`. Returns `false` when it was dropped: the client is gone (the
+    /// operation is about to be cancelled) or behind and the message only counts bytes.
+    pub fn emit(&self, message: &JsonMessage) -> bool {
+        let update = message.progress_detail.as_ref().is_some_and(|d| d.total > 0)
+            && message.error_detail.is_none()
+            && message.aux.is_none();
+        if update && self.pending.load(Ordering::Relaxed) >= PROGRESS_BACKLOG {
+            return false;
+        }
+        let line = match message.to_line() {
+            Ok(line) => line,
             Err(e) => {
                 tracing::warn!(error = %e, "progress message not encodable");
-                !self.tx.is_closed()
+                return false;
             }
+        };
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Bytes::from(line)).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
-    /// Sends `message` unless the client is behind; returns `false` when it was dropped or
-    /// the client is gone. For frequent updates (byte counts) that a later one replaces.
-    pub fn try_send(&self, message: &JsonMessage) -> bool {
-        message.to_line().is_ok_and(|line| self.tx.try_send(Bytes::from(line)).is_ok())
+    /// [`Progress::emit`], for callers that prefer to await.
+    pub async fn send(&self, message: &JsonMessage) -> bool {
+        self.emit(message)
     }
 
     /// Whether the client is gone.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// The reading side of a [`Progress`].
+#[derive(Debug)]
+pub(crate) struct ProgressReceiver {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl ProgressReceiver {
+    pub(crate) async fn recv(&mut self) -> Option<Bytes> {
+        let line = self.rx.recv().await;
+        if line.is_some() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        line
+    }
+
+    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+        let line = self.rx.try_recv().ok();
+        if line.is_some() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        line
     }
 }
 

@@ -213,10 +213,10 @@ where
         }
         reply
     };
-    let (ptx, mut prx) = mpsc::channel::<Bytes>(PROGRESS_BUFFER);
+    let (progress, mut prx) = Progress::new();
     let (otx, orx) = mpsc::channel::<Bytes>(PROGRESS_BUFFER);
     let (start_tx, start_rx) = oneshot::channel::<Result<(), ApiError>>();
-    let fut: BoxFuture<Result<(), ApiError>> = Box::pin(op(Progress::new(ptx)));
+    let fut: BoxFuture<Result<(), ApiError>> = Box::pin(op(progress));
     let task = tokio::spawn(async move {
         let mut fut = fut;
         let mut start = Some(start_tx);
@@ -237,7 +237,7 @@ where
                 result = &mut fut => break result,
             }
         };
-        while let Ok(m) = prx.try_recv() {
+        while let Some(m) = prx.try_recv() {
             if let Some(s) = start.take() {
                 let _ = s.send(Ok(()));
             }

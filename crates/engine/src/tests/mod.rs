@@ -1,4 +1,7 @@
 //! Unit tests of the routes over a fake backend.
 
+mod events;
 mod fake;
+mod plugins;
+mod serve;
 mod system;
