@@ -128,7 +128,7 @@ pub(crate) struct Extracted {
 }
 
 /// Cleans an archive path into normal components; refuses absolute paths and `..`.
-fn clean(raw: &Path) -> Result<PathBuf, ContextError> {
+pub(crate) fn clean(raw: &Path) -> Result<PathBuf, ContextError> {
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -146,7 +146,7 @@ fn clean(raw: &Path) -> Result<PathBuf, ContextError> {
 }
 
 /// Whether a symlink at `link` (relative to the root) with `target` stays inside the root.
-fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
+pub(crate) fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
     let mut depth: i64 =
         if target.is_absolute() { 0 } else { link.components().count() as i64 - 1 };
     for c in target.components() {
@@ -165,7 +165,7 @@ fn symlink_stays_inside(link: &Path, target: &Path) -> bool {
 }
 
 /// Creates the missing parents of `rel` under `root`, refusing to pass a symlink or a file.
-fn ensure_parents(root: &Path, rel: &Path, raw: &Path) -> Result<(), ContextError> {
+pub(crate) fn ensure_parents(root: &Path, rel: &Path, raw: &Path) -> Result<(), ContextError> {
     let mut cur = root.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for c in comps.iter().take(comps.len().saturating_sub(1)) {
@@ -186,7 +186,7 @@ fn ensure_parents(root: &Path, rel: &Path, raw: &Path) -> Result<(), ContextErro
 }
 
 /// Removes whatever non-directory sits at `path` (a later entry replaces an earlier one).
-fn clear_slot(path: &Path, for_dir: bool) -> Result<(), ContextError> {
+pub(crate) fn clear_slot(path: &Path, for_dir: bool) -> Result<(), ContextError> {
     let werr = |source| ContextError::Write { path: path.to_path_buf(), source };
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_dir() => {
@@ -201,7 +201,7 @@ fn clear_slot(path: &Path, for_dir: bool) -> Result<(), ContextError> {
     }
 }
 
-fn chown(path: &Path, header: &Header) {
+pub(crate) fn chown(path: &Path, header: &Header) {
     if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
         if let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) {
             // Only root may chown; as another user the files stay ours, which is what we want.

@@ -45,6 +45,7 @@ pub mod events;
 pub mod executor;
 mod failpoint;
 mod fsutil;
+mod layer;
 pub mod log;
 pub mod manager;
 mod mounts;

@@ -905,6 +905,8 @@ async fn install_checks_granted_privileges_for_pull() {
         manifest_digest: String::new(),
         plugin_reference: "docker.io/library/pulled:latest".into(),
         granted,
+        env: Vec::new(),
+        swarm_service_id: String::new(),
     };
     let err = f.m.install(request(Some(&required[1..]))).unwrap_err();
     assert_eq!(err.to_string(), "incorrect privileges");

@@ -36,6 +36,10 @@ pub(crate) struct Install<'a> {
     pub plugin_reference: String,
     /// Privileges the user granted (pull, upgrade); `None` skips the check (create).
     pub granted: Option<&'a [PluginPrivilege]>,
+    /// Moby's `WithEnv` create option: `NAME=value` lines over the config's defaults.
+    pub env: Vec<String>,
+    /// Moby's `WithSwarmService` create option.
+    pub swarm_service_id: String,
 }
 
 fn new_id() -> Result<String, ManagerError> {
@@ -111,6 +115,8 @@ impl<E: Executor> Manager<E> {
             // Persisted at once (Moby keeps it in memory until the next save).
             plugin_reference: name.to_owned(),
             granted: None,
+            env: Vec::new(),
+            swarm_service_id: String::new(),
         })
     }
 
@@ -127,6 +133,8 @@ impl<E: Executor> Manager<E> {
             manifest_digest,
             plugin_reference,
             granted,
+            env,
+            swarm_service_id,
         } = req;
         if self.inner.store.name_taken(name) {
             return Err(ManagerError::AlreadyExists { name: name.to_owned() });
@@ -136,7 +144,10 @@ impl<E: Executor> Manager<E> {
         }
         let id = new_id()?;
         let dir = self.inner.store.plugin_dir(&id);
-        let settings = PluginSettings::from_config(&config);
+        let mut settings = PluginSettings::from_config(&config);
+        if !env.is_empty() {
+            settings.env = Some(super::pull::with_env(&config, &env));
+        }
         let record = Record {
             plugin: Arc::new(Plugin {
                 config,
@@ -150,7 +161,7 @@ impl<E: Executor> Manager<E> {
             config: config_digest,
             blobsums: Some(blobsums),
             manifest: manifest_digest,
-            swarm_service_id: String::new(),
+            swarm_service_id,
         };
         // Everything is assembled in `<root>/tmp/.plugin*` and appears under `<root>/<id>` in
         // one rename: a crash at any step leaves either nothing (tmp is swept at start) or
