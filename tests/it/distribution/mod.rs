@@ -1,0 +1,107 @@
+//! dockplug-distribution against real registries (Debian's docker-registry, distribution
+//! 2.8, private per test): push then resolve and fetch back, over plain HTTP after HTTPS
+//! fails on loopback, with htpasswd basic auth and with token auth (Moby's plugin scope).
+
+use std::io::Write as _;
+
+use dockplug_distribution::{DistributionError, RegistryClient, RegistryConfig};
+use dockplug_manager::blobs::BlobStore;
+use dockplug_manager::distribution::PushRequest;
+use dockplug_manager::NoProgress;
+use dockplug_protocol::auth::AuthConfig;
+use dockplug_protocol::reference::Reference;
+use dockplug_protocol::registry::{Descriptor, ImageManifest, DOCKER_MANIFEST_V2};
+use dockplug_testkit::http::Request;
+use dockplug_testkit::TokenPolicy;
+
+use crate::support::registry;
+
+struct Pushed {
+    _tmp: tempfile::TempDir,
+    store: BlobStore,
+    manifest: Vec<u8>,
+    blobs: Vec<Descriptor>,
+}
+
+/// A config and a 2 MB layer in a fresh blob store, with the manifest dockerd would write.
+fn plugin() -> Pushed {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(tmp.path().join("storage")).unwrap();
+    let config = br#"{"description":"it","interface":{"types":["docker.volumedriver/1.0"],"socket":"p.sock"},"entrypoint":["/p"]}"#;
+    let config_digest = store.put(config).unwrap();
+    let layer: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut w = store.writer().unwrap();
+    w.write_all(&layer).unwrap();
+    let layer_digest = w.commit().unwrap();
+    let blobs = vec![
+        Descriptor::plugin_config(config_digest, config.len() as i64),
+        Descriptor::gzip_layer(layer_digest, layer.len() as i64),
+    ];
+    let manifest = ImageManifest::plugin(blobs[0].clone(), vec![blobs[1].clone()]).to_bytes().unwrap();
+    Pushed { _tmp: tmp, store, manifest, blobs }
+}
+
+fn client() -> RegistryClient {
+    let mut c = RegistryConfig::default();
+    c.certs_dir = None;
+    RegistryClient::new(c)
+}
+
+async fn push_and_pull_back(host: &str, auth: &AuthConfig) -> Result<(), DistributionError> {
+    let p = plugin();
+    let r = Reference::parse(&format!("{host}/plugins/vol:1")).unwrap();
+    let c = client();
+    let req = PushRequest::new(&r, auth, &p.manifest, DOCKER_MANIFEST_V2, &p.blobs);
+    let result = c.push(req, &p.store, &NoProgress).await?;
+    assert_eq!(result.size, p.manifest.len() as i64);
+    let resolved = c.resolve(&r, auth, &NoProgress).await?;
+    assert_eq!(resolved.manifest, p.manifest, "the registry holds our manifest byte for byte");
+    assert_eq!(resolved.digest, result.digest);
+    let tmp = tempfile::tempdir().unwrap();
+    let other = BlobStore::open(tmp.path()).unwrap();
+    c.fetch_blob(&r, auth, &resolved.parsed.layers[0], &other, &NoProgress).await?;
+    assert_eq!(other.get(&p.blobs[1].digest).unwrap(), p.store.get(&p.blobs[1].digest).unwrap());
+    // A second push finds every blob there (HEAD 200) and still answers the same digest.
+    let req = PushRequest::new(&r, auth, &p.manifest, DOCKER_MANIFEST_V2, &p.blobs);
+    assert_eq!(c.push(req, &p.store, &NoProgress).await?.digest, result.digest);
+    Ok(())
+}
+
+#[tokio::test]
+async fn push_and_pull_through_a_plain_registry() {
+    let reg = registry::plain();
+    push_and_pull_back(&reg.host(), &AuthConfig::default()).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    // The registry serves the manifest we pushed under its media type.
+    let headers = [("Accept", DOCKER_MANIFEST_V2)];
+    let req = Request { headers: &headers, ..Request::get("/v2/plugins/vol/manifests/1") };
+    let reply = reg.request(&req).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("Content-Type"), Some(DOCKER_MANIFEST_V2));
+}
+
+#[tokio::test]
+async fn push_and_pull_with_basic_auth() {
+    let reg = registry::basic("alice", "s3cret");
+    let auth = AuthConfig { username: "alice".into(), password: "s3cret".into(), ..AuthConfig::default() };
+    push_and_pull_back(&reg.host(), &auth).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    let wrong = AuthConfig { username: "alice".into(), password: "nope".into(), ..AuthConfig::default() };
+    let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
+    assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
+    let err = push_and_pull_back(&reg.host(), &AuthConfig::default()).await.unwrap_err();
+    assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn push_and_pull_with_token_auth_and_moby_plugin_scope() {
+    let (reg, tokens) = registry::token(TokenPolicy::basic("bob", "pw"));
+    let auth = AuthConfig { username: "bob".into(), password: "pw".into(), ..AuthConfig::default() };
+    push_and_pull_back(&reg.host(), &auth).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    let targets: Vec<String> = tokens.requests().iter().map(|r| r.target.clone()).collect();
+    let push_scope = "scope=repository%28plugin%29%3Aplugins%2Fvol%3Apull%2Cpush";
+    let pull_scope = "scope=repository%28plugin%29%3Aplugins%2Fvol%3Apull&";
+    assert!(targets.iter().any(|t| t.contains(push_scope)), "{targets:?}");
+    assert!(targets.iter().any(|t| t.contains(pull_scope)), "{targets:?}");
+    let wrong = AuthConfig { username: "bob".into(), password: "x".into(), ..AuthConfig::default() };
+    let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
+    assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
+}
