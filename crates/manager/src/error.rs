@@ -139,6 +139,17 @@ pub enum ManagerError {
     /// A registry operation failed (pull, push, upgrade, remote privileges).
     #[error(transparent)]
     Remote(#[from] crate::distribution::RemoteError),
+    /// Work moved off the async threads (disk I/O, archive extraction) did not finish: its
+    /// blocking task panicked, or the runtime shut down under it.
+    #[error("failed to {operation}: its blocking task did not finish")]
+    BlockingTask {
+        /// What the task was doing.
+        operation: &'static str,
+        /// Why it did not finish ([`JoinError::is_panic`](tokio::task::JoinError::is_panic)
+        /// tells a panic from a cancellation).
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// A file-system operation failed.
     #[error("failed to {operation} {path:?}")]
     Io {
@@ -189,11 +200,46 @@ impl ManagerError {
         }
     }
 
+    /// Runs `work` on tokio's blocking threads; a task that does not finish is a
+    /// [`BlockingTask`](ManagerError::BlockingTask) error that names `operation`.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        operation: &'static str,
+        work: impl FnOnce() -> Result<T, ManagerError> + Send + 'static,
+    ) -> Result<T, ManagerError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|source| ManagerError::BlockingTask { operation, source })?
+    }
+
     pub(crate) fn io(
         operation: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| ManagerError::Io { operation, path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_blocking_task_is_its_own_error() {
+        let err = ManagerError::blocking("load the plugin store", || -> Result<(), _> {
+            panic!("disk on fire")
+        })
+        .await
+        .unwrap_err();
+        let ManagerError::BlockingTask { operation, source } = &err else {
+            panic!("not a BlockingTask: {err:?}");
+        };
+        assert_eq!(*operation, "load the plugin store");
+        assert!(source.is_panic());
+        assert_eq!(
+            err.to_string(),
+            "failed to load the plugin store: its blocking task did not finish"
+        );
+        assert_eq!(err.http_status(), 500);
     }
 }

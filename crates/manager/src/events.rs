@@ -16,6 +16,8 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use crate::lock::lock;
+
 /// What happened to a plugin. The payload is a snapshot taken when it was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -152,7 +154,7 @@ impl Subscriber {
     }
 
     fn push(&self, event: &Event) {
-        let Ok(mut q) = self.queue.lock() else { return };
+        let mut q = lock(&self.queue);
         if q.closed {
             return;
         }
@@ -172,12 +174,10 @@ impl Subscriber {
     }
 
     fn close(&self) {
-        let waker = match self.queue.lock() {
-            Ok(mut q) => {
-                q.closed = true;
-                q.waker.take()
-            }
-            Err(_) => None,
+        let waker = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
@@ -193,12 +193,10 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     pub(crate) fn publish(&self, event: Event) {
-        let subs: Vec<Arc<Subscriber>> = match self.subscribers.lock() {
-            Ok(mut s) => {
-                s.retain(|w| w.strong_count() > 0);
-                s.iter().filter_map(Weak::upgrade).collect()
-            }
-            Err(_) => return,
+        let subs: Vec<Arc<Subscriber>> = {
+            let mut s = lock(&self.subscribers);
+            s.retain(|w| w.strong_count() > 0);
+            s.iter().filter_map(Weak::upgrade).collect()
         };
         for s in subs {
             if s.wants(&event) {
@@ -217,9 +215,7 @@ impl Publisher {
             capacity: buffer.max(1),
             queue: Mutex::new(Queue::default()),
         });
-        if let Ok(mut s) = self.subscribers.lock() {
-            s.push(Arc::downgrade(&sub));
-        }
+        lock(&self.subscribers).push(Arc::downgrade(&sub));
         let cancel = CancelHandle { sub: Arc::downgrade(&sub) };
         (Subscription { sub }, cancel)
     }
@@ -240,9 +236,7 @@ impl Subscription {
 
     /// Polls for the next delivery (the [`Stream`](futures_util::Stream) implementation).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        let Ok(mut q) = self.sub.queue.lock() else {
-            return Poll::Ready(None);
-        };
+        let mut q = lock(&self.sub.queue);
         if let Some(item) = q.items.pop_front() {
             if matches!(item, Delivery::Event(_)) {
                 q.events -= 1;
@@ -258,7 +252,7 @@ impl Subscription {
 
     /// The next delivery if one is waiting.
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        let mut q = self.sub.queue.lock().ok()?;
+        let mut q = lock(&self.sub.queue);
         let item = q.items.pop_front()?;
         if matches!(item, Delivery::Event(_)) {
             q.events -= 1;

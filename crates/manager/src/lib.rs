@@ -46,6 +46,7 @@ pub mod executor;
 mod failpoint;
 mod fsutil;
 mod layer;
+mod lock;
 pub mod log;
 pub mod manager;
 mod mounts;

@@ -17,6 +17,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
 use crate::executor::PluginStdio;
+use crate::lock::lock;
 
 /// Lines kept per plugin.
 pub const MAX_LINES: usize = 50;
@@ -88,7 +89,7 @@ impl PluginLog {
 
     /// Every line kept, oldest first.
     pub(crate) fn lines(&self) -> Vec<LogLine> {
-        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = lock(&self.tail);
         tail.lines.iter().map(|(_, l)| l.clone()).collect()
     }
 
@@ -101,7 +102,7 @@ impl PluginLog {
         if done.is_err() {
             tracing::debug!(plugin = %self.id, "plugin output not closed in time, its tail may be short");
         }
-        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = lock(&self.tail);
         let mut lines: Vec<&str> = tail
             .lines
             .iter()
@@ -124,7 +125,7 @@ impl PluginLog {
             LogStream::Stderr => tracing::error!(plugin = %self.id, "{text}"),
             LogStream::Stdout => tracing::info!(plugin = %self.id, "{text}"),
         }
-        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tail = lock(&self.tail);
         tail.bytes += text.len();
         tail.lines.push_back((run, LogLine { stream, text }));
         while tail.lines.len() > MAX_LINES || tail.bytes > MAX_BYTES {

@@ -1007,3 +1007,4 @@ mod crash;
 mod golden;
 mod malicious;
 mod mounts;
+mod state;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::Manager;
 use crate::executor::Executor;
+use crate::lock;
 
 /// A daemon-level plugin event (see [`Manager::on_daemon_event`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +26,11 @@ impl<E: Executor> Manager<E> {
     /// `disable` and `remove` (plugin ID, the name or ID exactly as the caller passed it).
     /// None for `set`, crash restarts or restore, as in Moby.
     pub fn on_daemon_event(&self, sink: impl Fn(&DaemonEvent<'_>) + Send + Sync + 'static) {
-        if let Ok(mut s) = self.inner.daemon_events.write() {
-            *s = Some(Arc::new(sink));
-        }
+        *lock::write(&self.inner.daemon_events) = Some(Arc::new(sink));
     }
 
     pub(super) fn daemon_event(&self, id: &str, name: &str, action: &'static str) {
-        let sink = self.inner.daemon_events.read().ok().and_then(|s| s.clone());
+        let sink = lock::read(&self.inner.daemon_events).clone();
         if let Some(sink) = sink {
             sink(&DaemonEvent { id, name, action });
         }

@@ -1,7 +1,6 @@
 //! Garbage collection of the blob store.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use super::Manager;
 use crate::error::ManagerError;
@@ -19,9 +18,8 @@ impl<E: Executor> Manager<E> {
             keep.extend(r.blobsums.unwrap_or_default());
         }
         let blobs = self.inner.blobs.clone();
-        let deleted = tokio::task::spawn_blocking(move || blobs.gc(&keep))
-            .await
-            .map_err(|e| ManagerError::io("gc", PathBuf::new())(std::io::Error::other(e)))??;
+        let deleted =
+            ManagerError::blocking("collect unused blobs", move || Ok(blobs.gc(&keep)?)).await?;
         Ok(deleted)
     }
 }

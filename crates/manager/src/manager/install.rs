@@ -71,10 +71,10 @@ impl<E: Executor> Manager<E> {
         let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
         let blobs = self.inner.blobs.clone();
         let staging2 = staging.clone();
-        let extracted =
-            tokio::task::spawn_blocking(move || context::extract(context, &staging2, &blobs))
-                .await
-                .map_err(|e| ManagerError::io("extract", &staging)(std::io::Error::other(e)))??;
+        let extracted = ManagerError::blocking("extract the build context", move || {
+            Ok(context::extract(context, &staging2, &blobs)?)
+        })
+        .await?;
         let result = self.finish_create(&name, &staging, extracted);
         if result.is_err() {
             let _ = fsutil::remove_dir_if_exists(&staging);
@@ -182,7 +182,7 @@ impl<E: Executor> Manager<E> {
                 let pm = staged.join("propagated-mount");
                 fsutil::mkdir_all(&pm, 0o755).map_err(ManagerError::io("mkdir", &pm))?;
             }
-            self.inner.store.save_in(&staged, &record)?;
+            record.write_in(&staged)?;
             std::fs::rename(&staged, &dir)
                 .map_err(ManagerError::io("rename plugin dir to", &dir))?;
             if let Err(e) = fsutil::sync_dir(&self.inner.config.root) {
@@ -196,7 +196,7 @@ impl<E: Executor> Manager<E> {
             }
             return Err(e);
         }
-        let entry = Arc::new(Entry::new(record.clone(), 0));
+        let entry = Arc::new(Entry::new(record.clone(), 0, dir.clone()));
         if let Err(e) = self.inner.store.insert(entry) {
             let _ = fsutil::remove_dir_if_exists(&dir);
             return Err(e);

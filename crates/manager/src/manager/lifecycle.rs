@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dockplug_protocol::Plugin;
@@ -12,8 +11,9 @@ use super::{check_not_removed, Manager};
 use crate::error::ManagerError;
 use crate::events::Event;
 use crate::executor::{Executor, Signal};
-use crate::store::{Entry, RunState};
-use crate::{fsutil, settable, spec};
+use crate::lock::lock;
+use crate::store::{Entry, OpGuard, RunState};
+use crate::{fsutil, spec};
 
 /// How long a failed start waits for the executor to close the output of the exited process
 /// (executors close it before they report the exit; this bounds one that does not).
@@ -30,10 +30,10 @@ impl<E: Executor> Manager<E> {
     ) -> Result<Plugin, ManagerError> {
         self.check_running()?;
         let entry = self.inner.store.resolve(name)?;
-        let _op = entry.op.lock().await;
-        check_not_removed(&entry, name)?;
-        self.start(&entry, false, timeout).await?;
-        let plugin = (*entry.snapshot()).clone();
+        let op = entry.lock_op().await;
+        check_not_removed(&op, name)?;
+        self.start(&op, false, timeout).await?;
+        let plugin = (*op.snapshot()).clone();
         self.inner.events.publish(Event::Enable(plugin.clone()));
         self.daemon_event(&plugin.id, name, "enable");
         Ok(plugin)
@@ -47,30 +47,28 @@ impl<E: Executor> Manager<E> {
         }
     }
 
-    /// Starts a plugin; the caller holds its op lock.
+    /// Starts a plugin (the guard proves the caller holds its operation lock).
     pub(super) async fn start(
         &self,
-        entry: &Arc<Entry>,
+        entry: &OpGuard<'_>,
         force: bool,
         timeout: Option<Duration>,
     ) -> Result<(), ManagerError> {
-        let mut record = entry.record();
-        let name = record.plugin.name.clone();
-        if record.plugin.enabled && !force && entry.run_state() != RunState::Stopped {
+        let plugin = entry.plugin();
+        let name = plugin.name.clone();
+        if plugin.enabled && !force && entry.run_state() != RunState::Stopped {
             return Err(ManagerError::AlreadyEnabled { name });
         }
-        let dir = self.inner.store.plugin_dir(&entry.id);
-        let exec_dir = self.exec_dir(&entry.id);
-        check_socket(&name, &exec_dir, &record.plugin.config.interface.socket)?;
-        let mut spec = spec::init_spec(
-            &record.plugin,
-            &spec::SpecPaths { plugin_dir: &dir, exec_dir: &exec_dir },
-        )?;
-        for opt in self.inner.store.spec_opts_for(&record.plugin) {
+        let dir = entry.dir().to_path_buf();
+        let exec_dir = self.exec_dir(entry.id());
+        check_socket(&name, &exec_dir, &plugin.config.interface.socket)?;
+        let mut spec =
+            spec::init_spec(&plugin, &spec::SpecPaths { plugin_dir: &dir, exec_dir: &exec_dir })?;
+        for opt in self.inner.store.spec_opts_for(&plugin) {
             opt(&mut spec);
         }
         fsutil::mkdir_all(&exec_dir, 0o700).map_err(ManagerError::io("mkdir", &exec_dir))?;
-        if !record.plugin.config.propagated_mount.is_empty() {
+        if !plugin.config.propagated_mount.is_empty() {
             let pm = dir.join("propagated-mount");
             fsutil::mkdir_all(&pm, 0o755).map_err(ManagerError::io("mkdir", &pm))?;
             if self.inner.config.share_propagated_mounts {
@@ -79,31 +77,21 @@ impl<E: Executor> Manager<E> {
             }
         }
         init_layer(&dir.join("rootfs"))?;
-        set_state(entry, RunState::Starting, true);
+        entry.starting();
         // Subscribed before the process exists, so an exit while starting is never missed.
-        let mut exits = entry.exits.subscribe();
-        exits.mark_unchanged();
+        let exits = entry.watch_exits();
         if let Err(e) =
-            self.inner.executor.create(&entry.id, spec, self.plugin_log(&entry.id).stdio()).await
+            self.inner.executor.create(entry.id(), spec, self.plugin_log(entry.id()).stdio()).await
         {
-            set_state(entry, RunState::Stopped, false);
+            entry.stopped();
             return Err(e.into());
         }
         let deadline = timeout.unwrap_or(self.inner.config.start_timeout);
-        if let Ok(mut rt) = entry.runtime.lock() {
-            rt.timeout = timeout;
-            rt.started = Some(tokio::time::Instant::now());
-        }
+        entry.process_created(timeout);
         self.post_start(entry, deadline, exits).await?;
-        {
-            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::make_mut(&mut r.plugin).enabled = true;
-            r.rootfs = dir.join("rootfs").to_string_lossy().into_owned();
-            record = r.clone();
-        }
-        self.inner.store.save(&record)?;
+        entry.set_started(&dir.join("rootfs"))?;
         let pref = self.inner.store.plugin_ref(entry, &self.inner.config.exec_root);
-        for h in self.inner.store.handlers_for(&record.plugin) {
+        for h in self.inner.store.handlers_for(&entry.plugin()) {
             h(&pref);
         }
         Ok(())
@@ -112,17 +100,17 @@ impl<E: Executor> Manager<E> {
     /// Waits for the socket; on failure stops the plugin and marks it disabled.
     pub(super) async fn post_start(
         &self,
-        entry: &Arc<Entry>,
+        entry: &OpGuard<'_>,
         deadline: Duration,
         mut exits: tokio::sync::watch::Receiver<u64>,
     ) -> Result<(), ManagerError> {
-        let record = entry.record();
-        let socket_name = record.plugin.config.interface.socket.clone();
-        let name = record.plugin.name.clone();
+        let plugin = entry.plugin();
+        let socket_name = &plugin.config.interface.socket;
+        let name = plugin.name.clone();
         let result = if socket_name.is_empty() {
             Ok(())
         } else {
-            let socket = self.exec_dir(&entry.id).join(&socket_name);
+            let socket = self.exec_dir(entry.id()).join(socket_name);
             tokio::select! {
                 r = wait_for_socket(&socket, deadline) => r.map_err(|()| ManagerError::SocketTimeout {
                     name: name.clone(),
@@ -130,23 +118,19 @@ impl<E: Executor> Manager<E> {
                     seconds: deadline.as_secs_f64(),
                 }),
                 _ = exits.changed() => {
-                    let stderr = self.plugin_log(&entry.id).stderr_of_run(OUTPUT_CLOSE_WAIT).await;
+                    let stderr = self.plugin_log(entry.id()).stderr_of_run(OUTPUT_CLOSE_WAIT).await;
                     Err(ManagerError::ExitedWhileStarting { name: name.clone(), stderr })
                 }
             }
         };
         match result {
             Ok(()) => {
-                set_state(entry, RunState::Running, true);
+                entry.running();
                 Ok(())
             }
             Err(e) => {
                 self.stop(entry).await;
-                if let Ok(mut r) = entry.record.lock() {
-                    Arc::make_mut(&mut r.plugin).enabled = false;
-                }
-                let record = entry.record();
-                if let Err(save) = self.inner.store.save(&record) {
+                if let Err(save) = entry.set_enabled(false) {
                     tracing::warn!(plugin = %name, error = %save, "failed to save plugin state");
                 }
                 Err(e)
@@ -155,28 +139,23 @@ impl<E: Executor> Manager<E> {
     }
 
     /// Stops a plugin: `SIGTERM`, wait, `SIGKILL`, wait (Moby's shutdown of one plugin).
-    pub(super) async fn stop(&self, entry: &Arc<Entry>) {
-        let mut exits = entry.exits.subscribe();
-        exits.mark_unchanged();
-        if let Ok(mut rt) = entry.runtime.lock() {
-            rt.restart = false;
-            if matches!(rt.state, RunState::Restarting { .. }) {
-                rt.state = RunState::Stopped;
-                return;
-            }
+    pub(super) async fn stop(&self, entry: &Entry) {
+        let mut exits = entry.watch_exits();
+        if !entry.stopping() {
+            return;
         }
-        let id = &entry.id;
+        let id = entry.id();
         let timeout = self.inner.config.stop_timeout;
         match self.inner.executor.is_running(id).await {
             Ok(false) | Err(_) => {
-                set_state(entry, RunState::Stopped, false);
+                entry.stopped();
                 return;
             }
             Ok(true) => {}
         }
         if let Err(e) = self.inner.executor.signal(id, Signal::Term).await {
             tracing::error!(plugin = %id, error = %e, "sending SIGTERM to plugin failed");
-            set_state(entry, RunState::Stopped, false);
+            entry.stopped();
             return;
         }
         if tokio::time::timeout(timeout, exits.changed()).await.is_err() {
@@ -187,33 +166,28 @@ impl<E: Executor> Manager<E> {
                 tracing::warn!(plugin = %id, "Force shutdown plugin FAILED");
             }
         }
-        set_state(entry, RunState::Stopped, false);
+        entry.stopped();
     }
 
     /// Disables a plugin; refused while it is in use unless `force`.
     pub async fn disable(&self, name: &str, force: bool) -> Result<Plugin, ManagerError> {
         let entry = self.inner.store.resolve(name)?;
-        let _op = entry.op.lock().await;
-        check_not_removed(&entry, name)?;
-        let pname = entry.name();
-        if !force && entry.refcount() > 0 {
+        let op = entry.lock_op().await;
+        check_not_removed(&op, name)?;
+        let pname = op.name();
+        if !force && op.refcount() > 0 {
             return Err(ManagerError::InUse { name: pname });
         }
-        if !entry.enabled() {
+        if !op.enabled() {
             return Err(ManagerError::AlreadyDisabled { name: pname });
         }
-        self.stop(&entry).await;
+        self.stop(&op).await;
         if self.inner.config.share_propagated_mounts {
             // As Moby does when a plugin exits for good: its mounts go with it.
-            crate::mounts::unmount_all_under(&self.inner.store.plugin_dir(&entry.id));
+            crate::mounts::unmount_all_under(op.dir());
         }
-        let record = {
-            let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::make_mut(&mut r.plugin).enabled = false;
-            r.clone()
-        };
-        self.inner.store.save(&record)?;
-        let plugin = (*entry.snapshot()).clone();
+        op.set_enabled(false)?;
+        let plugin = (*op.snapshot()).clone();
         self.inner.events.publish(Event::Disable(plugin.clone()));
         self.daemon_event(&plugin.id, name, "disable");
         Ok(plugin)
@@ -222,33 +196,35 @@ impl<E: Executor> Manager<E> {
     /// Removes a plugin; refused while in use or enabled unless `force`.
     pub async fn remove(&self, name: &str, force: bool) -> Result<(), ManagerError> {
         let entry = self.inner.store.resolve(name)?;
-        let _op = entry.op.lock().await;
-        check_not_removed(&entry, name)?;
-        let pname = entry.name();
+        let op = entry.lock_op().await;
+        check_not_removed(&op, name)?;
+        let pname = op.name();
         if !force {
-            if entry.refcount() > 0 {
+            if op.refcount() > 0 {
                 return Err(ManagerError::InUse { name: pname });
             }
-            if entry.enabled() {
+            if op.enabled() {
                 return Err(ManagerError::Enabled { name: pname });
             }
         }
-        if entry.enabled() || entry.run_state() != RunState::Stopped {
-            self.stop(&entry).await;
-            if let Ok(mut r) = entry.record.lock() {
-                Arc::make_mut(&mut r.plugin).enabled = false;
+        if op.enabled() || op.run_state() != RunState::Stopped {
+            self.stop(&op).await;
+            if op.enabled() {
+                // Recorded, so a removal that fails below leaves a disabled plugin, on disk
+                // as in memory.
+                if let Err(e) = op.set_enabled(false) {
+                    tracing::warn!(plugin = %pname, error = %e, "failed to save plugin state");
+                }
             }
         }
-        let dir = self.inner.store.plugin_dir(&entry.id);
-        crate::mounts::unmount_all_under(&dir);
-        fsutil::atomic_remove_all(&dir).map_err(ManagerError::io("remove", &dir))?;
-        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
-        entry.removed.store(true, Ordering::SeqCst);
-        self.inner.store.remove(&entry.id);
-        if let Ok(mut logs) = self.inner.logs.lock() {
-            logs.remove(&entry.id);
-        }
-        let plugin = (*entry.snapshot()).clone();
+        let dir = op.dir();
+        crate::mounts::unmount_all_under(dir);
+        fsutil::atomic_remove_all(dir).map_err(ManagerError::io("remove", dir))?;
+        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(op.id()));
+        op.set_removed();
+        self.inner.store.remove(op.id());
+        lock(&self.inner.logs).remove(op.id());
+        let plugin = (*op.snapshot()).clone();
         self.daemon_event(&plugin.id, name, "remove");
         self.inner.events.publish(Event::Remove(plugin));
         let this = self.clone();
@@ -264,15 +240,9 @@ impl<E: Executor> Manager<E> {
     /// All or nothing; refused while the plugin is enabled.
     pub async fn set(&self, name: &str, args: &[String]) -> Result<(), ManagerError> {
         let entry = self.inner.store.resolve(name)?;
-        let _op = entry.op.lock().await;
-        check_not_removed(&entry, name)?;
-        let mut record = entry.record();
-        settable::apply(Arc::make_mut(&mut record.plugin), args)?;
-        self.inner.store.save(&record)?;
-        if let Ok(mut r) = entry.record.lock() {
-            *r = record;
-        }
-        Ok(())
+        let op = entry.lock_op().await;
+        check_not_removed(&op, name)?;
+        op.set_settings(args)
     }
 }
 
@@ -337,13 +307,6 @@ fn check_socket(name: &str, exec_dir: &Path, socket: &str) -> Result<(), Manager
         return Err(bad("the path is longer than a unix socket address allows"));
     }
     Ok(())
-}
-
-pub(super) fn set_state(entry: &Entry, state: RunState, restart: bool) {
-    if let Ok(mut rt) = entry.runtime.lock() {
-        rt.state = state;
-        rt.restart = restart;
-    }
 }
 
 /// Waits until `socket` exists and accepts a connection, or `deadline` passes.

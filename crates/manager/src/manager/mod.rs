@@ -18,6 +18,7 @@ use crate::error::ManagerError;
 use crate::events::Publisher;
 use crate::executor::Executor;
 use crate::fsutil;
+use crate::lock::lock;
 use crate::log::PluginLog;
 use crate::store::{Entry, RunState, Store};
 
@@ -127,9 +128,8 @@ impl<E: Executor> Manager<E> {
             }
         }
         let root = config.root.clone();
-        let store = tokio::task::spawn_blocking(move || Store::load(&root))
-            .await
-            .map_err(|e| ManagerError::io("load", &config.root)(std::io::Error::other(e)))??;
+        let store =
+            ManagerError::blocking("load the plugin store", move || Store::load(&root)).await?;
         let exits = executor.take_exits();
         let manager = Self {
             inner: Arc::new(Inner {
@@ -163,7 +163,7 @@ impl<E: Executor> Manager<E> {
 
     /// The output tail of plugin `id`, created at its first start.
     fn plugin_log(&self, id: &str) -> Arc<PluginLog> {
-        let mut logs = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut logs = lock(&self.inner.logs);
         logs.entry(id.to_owned()).or_insert_with(|| PluginLog::new(id)).clone()
     }
 
@@ -182,9 +182,9 @@ impl<E: Executor> Manager<E> {
         for entry in self.inner.store.all() {
             let this = self.clone();
             tasks.push(tokio::spawn(async move {
-                let _op = entry.op.lock().await;
-                if entry.run_state() != RunState::Stopped {
-                    this.stop(&entry).await;
+                let op = entry.lock_op().await;
+                if op.run_state() != RunState::Stopped {
+                    this.stop(&op).await;
                 }
             }));
         }
@@ -199,7 +199,7 @@ impl<E: Executor> Manager<E> {
 
 /// A plugin removed while the caller waited for its lock is not found.
 fn check_not_removed(entry: &Entry, name: &str) -> Result<(), ManagerError> {
-    if entry.removed.load(Ordering::SeqCst) {
+    if entry.is_removed() {
         Err(ManagerError::NotFound { name: name.to_owned() })
     } else {
         Ok(())

@@ -11,6 +11,7 @@ use super::Manager;
 use crate::error::ManagerError;
 use crate::events::{CancelHandle, EventFilter, Subscription};
 use crate::executor::Executor;
+use crate::lock::lock;
 use crate::log::LogLine;
 use crate::store::{Handler, LookupMode, PluginRef, RunState, SpecOpt};
 
@@ -28,8 +29,8 @@ impl<E: Executor> Manager<E> {
     /// ran.
     pub fn logs(&self, name: &str) -> Result<Vec<LogLine>, ManagerError> {
         let entry = self.inner.store.resolve(name)?;
-        let logs = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(logs.get(&entry.id).map(|l| l.lines()).unwrap_or_default())
+        let logs = lock(&self.inner.logs);
+        Ok(logs.get(entry.id()).map(|l| l.lines()).unwrap_or_default())
     }
 
     /// The run state of a plugin (what `Enabled` alone cannot say).
@@ -54,7 +55,7 @@ impl<E: Executor> Manager<E> {
 
     /// The privileges a plugin needs.
     pub fn privileges(&self, name: &str) -> Result<Vec<PluginPrivilege>, ManagerError> {
-        Ok(compute_privileges(&self.inner.store.resolve(name)?.record().plugin.config))
+        Ok(compute_privileges(&self.inner.store.resolve(name)?.plugin().config))
     }
 
     /// Checks `granted` against what `config` requires (for pull and upgrade).
@@ -91,7 +92,7 @@ impl<E: Executor> Manager<E> {
         let handler: Handler = Arc::new(handler);
         self.inner.store.add_handler(capability, handler.clone());
         for e in self.inner.store.enabled_with_cap(capability) {
-            let types = e.record().plugin.config.interface.types().to_vec();
+            let types = e.plugin().config.interface.types().to_vec();
             let key = format!("docker.{}/1.0", capability.to_lowercase());
             if types.iter().any(|t| t.to_string() == key) && e.run_state() == RunState::Running {
                 handler(&self.inner.store.plugin_ref(&e, &self.inner.config.exec_root));

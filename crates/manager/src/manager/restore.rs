@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use dockplug_protocol::Plugin;
 
-use super::lifecycle::set_state;
 use super::Manager;
 use crate::executor::Executor;
 use crate::fsutil;
-use crate::store::{Entry, RunState};
+use crate::store::Entry;
 
 impl<E: Executor> Manager<E> {
     /// Restores every plugin in a task of its own; returns once each task holds its plugin's
@@ -35,43 +34,35 @@ impl<E: Executor> Manager<E> {
     }
 
     async fn restore_one(&self, entry: Arc<Entry>, locked: tokio::sync::oneshot::Sender<()>) {
-        let _op = entry.op.lock().await;
+        let op = entry.lock_op().await;
         let _ = locked.send(());
-        let record = entry.record();
-        let name = record.plugin.name.clone();
-        migrate_propagated_mount(&self.inner.store.plugin_dir(&entry.id), &record.plugin);
-        if !record.plugin.enabled {
+        let plugin = op.plugin();
+        let name = plugin.name.clone();
+        migrate_propagated_mount(op.dir(), &plugin);
+        if !plugin.enabled {
             return;
         }
-        let alive = match self
-            .inner
-            .executor
-            .restore(&entry.id, self.plugin_log(&entry.id).stdio())
-            .await
-        {
-            Ok(alive) => alive,
-            Err(e) => {
-                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
-                false
-            }
-        };
+        let alive =
+            match self.inner.executor.restore(op.id(), self.plugin_log(op.id()).stdio()).await {
+                Ok(alive) => alive,
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+                    false
+                }
+            };
         if alive && self.inner.config.live_restore {
-            set_state(&entry, RunState::Starting, true);
-            if let Ok(mut rt) = entry.runtime.lock() {
-                rt.started = Some(tokio::time::Instant::now());
-            }
+            op.reattached();
             let timeout = self.inner.config.start_timeout;
-            let mut exits = entry.exits.subscribe();
-            exits.mark_unchanged();
-            if let Err(e) = self.post_start(&entry, timeout, exits).await {
+            let exits = op.watch_exits();
+            if let Err(e) = self.post_start(&op, timeout, exits).await {
                 tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
             }
             return;
         }
         if alive {
-            self.stop(&entry).await;
+            self.stop(&op).await;
         }
-        if let Err(e) = self.start(&entry, true, None).await {
+        if let Err(e) = self.start(&op, true, None).await {
             tracing::error!(plugin = %name, error = %e, "failed to enable plugin");
         }
     }

@@ -9,7 +9,7 @@ use super::Manager;
 use crate::events::Event;
 use crate::executor::{Executor, Exit};
 use crate::fsutil;
-use crate::store::{Entry, RunState};
+use crate::store::{Entry, ExitKind, RunState};
 
 /// How a crashed plugin is restarted: after `initial`, doubling up to `max`; the count is
 /// reset once a plugin has stayed up for `stable`.
@@ -64,22 +64,13 @@ impl<E: Executor> Manager<E> {
             tracing::warn!(plugin = %exit.id, "exit of an unknown plugin");
             return;
         };
-        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(&entry.id));
-        // `Some(next restart)` for a crash.
-        let crash = {
-            let Ok(mut rt) = entry.runtime.lock() else { return };
-            if rt.state == RunState::Starting {
-                // The start in progress sees the exit and fails; it is not a crash to restart.
-                None
-            } else if rt.restart && !self.inner.shutting_down.load(Ordering::SeqCst) {
-                Some(self.next_restart(&exit.id, &mut rt))
-            } else {
-                rt.state = RunState::Stopped;
-                None
-            }
+        let _ = fsutil::remove_dir_if_exists(&self.exec_dir(entry.id()));
+        let may_restart = !self.inner.shutting_down.load(Ordering::SeqCst);
+        // An exit while starting is seen by the start in progress, which fails: no crash.
+        let ExitKind::Crashed(restart) = entry.exited(may_restart, &self.inner.config.restart)
+        else {
+            return;
         };
-        entry.exits.send_modify(|n| *n += 1);
-        let Some(restart) = crash else { return };
         self.inner.events.publish(Event::Crash {
             plugin: (*entry.snapshot()).clone(),
             exit_code: exit.exit_code,
@@ -92,61 +83,31 @@ impl<E: Executor> Manager<E> {
         }
     }
 
-    /// The delay before the next restart, or `None` (and `Stopped`) when the policy gives up.
-    fn next_restart(&self, id: &str, rt: &mut crate::store::Runtime) -> Option<Duration> {
-        let policy = self.inner.config.restart;
-        if rt.started.is_some_and(|s| s.elapsed() >= policy.stable) {
-            rt.attempts = 0;
-        }
-        let attempt = rt.attempts;
-        if policy.max_attempts.is_some_and(|m| attempt >= m) {
-            rt.state = RunState::Stopped;
-            rt.restart = false;
-            tracing::error!(plugin = %id, attempts = attempt, "plugin keeps crashing, giving up");
-            return None;
-        }
-        rt.attempts += 1;
-        rt.state = RunState::Restarting { attempt: attempt + 1 };
-        Some(policy.delay(attempt))
-    }
-
     /// Restarts a crashed plugin after `delay`; a failed restart is part of the crash loop
     /// (the plugin stays enabled and the backoff goes on) until the policy gives up or the
     /// plugin is disabled or removed.
     async fn restart_loop(&self, entry: Arc<Entry>, mut delay: Duration) {
         loop {
             tokio::time::sleep(delay).await;
-            let _op = entry.op.lock().await;
-            let still = matches!(entry.run_state(), RunState::Restarting { .. })
-                && entry.enabled()
-                && !entry.removed.load(Ordering::SeqCst);
+            let op = entry.lock_op().await;
+            let still = matches!(op.run_state(), RunState::Restarting { .. })
+                && op.enabled()
+                && !op.is_removed();
             if !still || self.check_running().is_err() {
                 return;
             }
-            let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
-            let Err(e) = self.start(&entry, true, timeout).await else {
-                self.inner.events.publish(Event::Restart((*entry.snapshot()).clone()));
+            let Err(e) = self.start(&op, true, op.client_timeout()).await else {
+                self.inner.events.publish(Event::Restart((*op.snapshot()).clone()));
                 return;
             };
-            tracing::error!(plugin = %entry.id, error = %e, "restart of plugin failed");
+            tracing::error!(plugin = %op.id(), error = %e, "restart of plugin failed");
             // Still meant to run: undo the disable a failed start records.
-            let record = {
-                let mut r = entry.record.lock().unwrap_or_else(|e| e.into_inner());
-                Arc::make_mut(&mut r.plugin).enabled = true;
-                r.clone()
-            };
-            if let Err(e) = self.inner.store.save(&record) {
-                tracing::warn!(plugin = %entry.id, error = %e, "failed to save plugin state");
+            if let Err(e) = op.set_enabled(true) {
+                tracing::warn!(plugin = %op.id(), error = %e, "failed to save plugin state");
             }
-            let next = match entry.runtime.lock() {
-                Ok(mut rt) => {
-                    rt.restart = true;
-                    self.next_restart(&entry.id, &mut rt)
-                }
-                Err(_) => None,
-            };
+            let next = op.restart_failed(&self.inner.config.restart);
             self.inner.events.publish(Event::Crash {
-                plugin: (*entry.snapshot()).clone(),
+                plugin: (*op.snapshot()).clone(),
                 exit_code: None,
                 restart_in: next,
             });

@@ -10,35 +10,20 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dockplug_protocol::Plugin;
 use oci_spec::runtime::Spec;
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::error::ManagerError;
-use crate::fsutil;
-use crate::reference;
+use crate::lock;
+use crate::{fsutil, reference};
 
-/// The persisted record: Moby's `config.json` of a v2 plugin.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Record {
-    /// Shared, copy-on-write (`Arc::make_mut`): `list` hands out clones of the `Arc`.
-    #[serde(rename = "plugin")]
-    pub plugin: Arc<Plugin>,
-    #[serde(rename = "Rootfs", default)]
-    pub rootfs: String,
-    #[serde(rename = "Config", default)]
-    pub config: String,
-    #[serde(rename = "Blobsums", default)]
-    pub blobsums: Option<Vec<String>>,
-    #[serde(rename = "Manifest", default)]
-    pub manifest: String,
-    #[serde(rename = "SwarmServiceID", default)]
-    pub swarm_service_id: String,
-}
+mod entry;
+
+pub use entry::RunState;
+pub(crate) use entry::{Entry, ExitKind, OpGuard, Record};
 
 /// How a capability lookup changes the reference count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,105 +76,6 @@ impl PluginRef {
 pub type Handler = Arc<dyn Fn(&PluginRef) + Send + Sync>;
 /// A change to the runtime spec of plugins with a capability.
 pub type SpecOpt = Arc<dyn Fn(&mut Spec) + Send + Sync>;
-
-/// Run state, in memory only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RunState {
-    /// Not running, and not meant to.
-    Stopped,
-    /// Being started (waiting for its socket).
-    Starting,
-    /// Running and serving.
-    Running,
-    /// Crashed; a restart is scheduled.
-    Restarting {
-        /// Restarts attempted so far in this crash loop.
-        attempt: u32,
-    },
-}
-
-/// What the manager knows of a plugin's process.
-#[derive(Debug)]
-pub(crate) struct Runtime {
-    pub state: RunState,
-    /// Restart the plugin when it exits.
-    pub restart: bool,
-    pub timeout: Option<Duration>,
-    pub attempts: u32,
-    pub started: Option<tokio::time::Instant>,
-}
-
-/// One plugin in memory.
-pub(crate) struct Entry {
-    pub id: String,
-    pub record: Mutex<Record>,
-    pub refcount: Mutex<i64>,
-    /// Serialises enable, disable, set and remove of this plugin.
-    pub op: tokio::sync::Mutex<()>,
-    pub runtime: Mutex<Runtime>,
-    /// Counts exits; a stop waits for it to change.
-    pub exits: watch::Sender<u64>,
-    /// Set once the plugin is removed.
-    pub removed: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry").field("id", &self.id).finish_non_exhaustive()
-    }
-}
-
-impl Entry {
-    pub(crate) fn new(record: Record, refcount: i64) -> Self {
-        Self {
-            id: record.plugin.id.clone(),
-            record: Mutex::new(record),
-            refcount: Mutex::new(refcount),
-            op: tokio::sync::Mutex::new(()),
-            runtime: Mutex::new(Runtime {
-                state: RunState::Stopped,
-                restart: false,
-                timeout: None,
-                attempts: 0,
-                started: None,
-            }),
-            exits: watch::Sender::new(0),
-            removed: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn record(&self) -> Record {
-        self.record.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-
-    pub(crate) fn name(&self) -> String {
-        self.record.lock().map(|r| r.plugin.name.clone()).unwrap_or_default()
-    }
-
-    pub(crate) fn enabled(&self) -> bool {
-        self.record.lock().map(|r| r.plugin.enabled).unwrap_or(false)
-    }
-
-    pub(crate) fn run_state(&self) -> RunState {
-        self.runtime.lock().map(|r| r.state).unwrap_or(RunState::Stopped)
-    }
-
-    /// The API object as a client should see it: `Enabled` is true only while the plugin
-    /// is meant to run *and* is up (or being restored), never for a dead plugin.
-    pub(crate) fn snapshot(&self) -> Arc<Plugin> {
-        let up = matches!(self.run_state(), RunState::Running | RunState::Starting);
-        let mut p = self.record.lock().map(|r| r.plugin.clone()).unwrap_or_default();
-        if p.enabled && !up {
-            Arc::make_mut(&mut p).enabled = false;
-        }
-        p
-    }
-
-    pub(crate) fn refcount(&self) -> i64 {
-        self.refcount.lock().map(|r| *r).unwrap_or(0)
-    }
-}
 
 #[derive(Default)]
 struct Inner {
@@ -252,7 +138,8 @@ impl Store {
                         continue;
                     }
                     inner.by_name.insert(record.plugin.name.clone(), name.clone());
-                    inner.by_id.insert(name, Arc::new(Entry::new(record, refs)));
+                    let entry = Entry::new(record, refs, root.join(&name));
+                    inner.by_id.insert(name, Arc::new(entry));
                 }
                 Err(reason) => set_aside(root, &name, &reason),
             }
@@ -260,24 +147,12 @@ impl Store {
         Ok(Self { root: root.to_path_buf(), inner: RwLock::new(inner) })
     }
 
-    /// Writes the record atomically into its plugin directory.
-    pub(crate) fn save(&self, record: &Record) -> Result<(), ManagerError> {
-        self.save_in(&self.plugin_dir(&record.plugin.id), record)
-    }
-
-    /// Writes the record atomically as `<dir>/config.json`.
-    pub(crate) fn save_in(&self, dir: &Path, record: &Record) -> Result<(), ManagerError> {
-        let path = dir.join("config.json");
-        let data = serde_json::to_vec(record).map_err(ManagerError::ConfigParse)?;
-        fsutil::write_atomic(&path, &data, 0o600).map_err(ManagerError::io("write", path))
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+        lock::read(&self.inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+        lock::write(&self.inner)
     }
 
     /// Every plugin.
@@ -323,11 +198,11 @@ impl Store {
     pub(crate) fn insert(&self, entry: Arc<Entry>) -> Result<(), ManagerError> {
         let name = entry.name();
         let mut inner = self.write();
-        if inner.by_name.contains_key(&name) || inner.by_id.contains_key(&entry.id) {
+        if inner.by_name.contains_key(&name) || inner.by_id.contains_key(entry.id()) {
             return Err(ManagerError::AlreadyExists { name });
         }
-        inner.by_name.insert(name, entry.id.clone());
-        inner.by_id.insert(entry.id.clone(), entry);
+        inner.by_name.insert(name, entry.id().to_owned());
+        inner.by_id.insert(entry.id().to_owned(), entry);
         Ok(())
     }
 
@@ -340,17 +215,6 @@ impl Store {
         }
     }
 
-    /// Changes the reference count and persists it.
-    pub(crate) fn add_ref(&self, entry: &Entry, delta: i64) -> Result<i64, ManagerError> {
-        let mut count = entry.refcount.lock().unwrap_or_else(|e| e.into_inner());
-        let new = *count + delta;
-        let path = self.plugin_dir(&entry.id).join("refcount");
-        fsutil::write_atomic(&path, new.to_string().as_bytes(), 0o600)
-            .map_err(ManagerError::io("write", path))?;
-        *count = new;
-        Ok(new)
-    }
-
     /// Moby's `Store.Get(name, capability, mode)` for v2 plugins: the plugin must be
     /// enabled and declare `docker.<capability>`; the count changes only on success.
     pub fn get(
@@ -361,13 +225,12 @@ impl Store {
         exec_root: &Path,
     ) -> Result<PluginRef, ManagerError> {
         let entry = self.resolve(name)?;
-        let record = entry.record();
-        if !record.plugin.enabled {
-            return Err(ManagerError::Disabled { name: record.plugin.name.clone() });
+        let plugin = entry.plugin();
+        if !plugin.enabled {
+            return Err(ManagerError::Disabled { name: plugin.name.clone() });
         }
         let cap = capability.to_lowercase();
-        let provides = record
-            .plugin
+        let provides = plugin
             .config
             .interface
             .types()
@@ -379,26 +242,25 @@ impl Store {
         match mode {
             LookupMode::Lookup => {}
             LookupMode::Acquire => {
-                self.add_ref(&entry, 1)?;
+                entry.add_ref(1)?;
             }
             LookupMode::Release => {
-                self.add_ref(&entry, -1)?;
+                entry.add_ref(-1)?;
             }
         }
         Ok(self.plugin_ref(&entry, exec_root))
     }
 
     pub(crate) fn plugin_ref(&self, entry: &Entry, exec_root: &Path) -> PluginRef {
-        let record = entry.record();
-        let timeout = entry.runtime.lock().ok().and_then(|r| r.timeout);
+        let plugin = entry.plugin();
         PluginRef {
-            id: entry.id.clone(),
-            name: record.plugin.name.clone(),
-            socket: exec_root.join(&entry.id).join(&record.plugin.config.interface.socket),
-            protocol: record.plugin.config.interface.protocol().to_owned(),
-            timeout,
-            rootfs: self.plugin_dir(&entry.id).join("rootfs"),
-            propagated_mount: record.plugin.config.propagated_mount.clone(),
+            id: entry.id().to_owned(),
+            name: plugin.name.clone(),
+            socket: exec_root.join(entry.id()).join(&plugin.config.interface.socket),
+            protocol: plugin.config.interface.protocol().to_owned(),
+            timeout: entry.client_timeout(),
+            rootfs: entry.dir().join("rootfs"),
+            propagated_mount: plugin.config.propagated_mount.clone(),
         }
     }
 
@@ -408,22 +270,18 @@ impl Store {
         self.all()
             .into_iter()
             .filter(|e| {
-                let r = e.record.lock();
-                r.map(|r| {
-                    r.plugin.enabled
-                        && r.plugin
-                            .config
-                            .interface
-                            .types()
-                            .iter()
-                            .any(|t| t.capability() == cap && t.prefix() == "docker")
-                })
-                .unwrap_or(false)
+                let p = e.plugin();
+                p.enabled
+                    && p.config
+                        .interface
+                        .types()
+                        .iter()
+                        .any(|t| t.capability() == cap && t.prefix() == "docker")
             })
             .collect()
     }
 
-    /// Registers `handler` for `capability`; returns the key it is stored under.
+    /// Registers `handler` for `capability`.
     pub(crate) fn add_handler(&self, capability: &str, handler: Handler) {
         self.write().handlers.entry(type_key(capability)).or_default().push(handler);
     }
@@ -435,27 +293,19 @@ impl Store {
 
     /// The handlers for the interface types of `plugin`.
     pub(crate) fn handlers_for(&self, plugin: &Plugin) -> Vec<Handler> {
-        let inner = self.read();
-        plugin
-            .config
-            .interface
-            .types()
-            .iter()
-            .flat_map(|t| inner.handlers.get(&t.to_string()).cloned().unwrap_or_default())
-            .collect()
+        for_types(&self.read().handlers, plugin)
     }
 
     /// The spec options for the interface types of `plugin`.
     pub(crate) fn spec_opts_for(&self, plugin: &Plugin) -> Vec<SpecOpt> {
-        let inner = self.read();
-        plugin
-            .config
-            .interface
-            .types()
-            .iter()
-            .flat_map(|t| inner.spec_opts.get(&t.to_string()).cloned().unwrap_or_default())
-            .collect()
+        for_types(&self.read().spec_opts, plugin)
     }
+}
+
+/// What `registry` holds for each interface type of `plugin`, in the order of its types.
+fn for_types<T: Clone>(registry: &HashMap<String, Vec<T>>, plugin: &Plugin) -> Vec<T> {
+    let types = plugin.config.interface.types();
+    types.iter().flat_map(|t| registry.get(&t.to_string()).cloned().unwrap_or_default()).collect()
 }
 
 fn load_one(dir: &Path, id: &str) -> Result<(Record, i64), String> {
