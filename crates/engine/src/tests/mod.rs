@@ -3,5 +3,6 @@
 mod events;
 mod fake;
 mod plugins;
+mod real;
 mod serve;
 mod system;
