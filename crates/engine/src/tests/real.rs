@@ -19,10 +19,13 @@ use super::fake::{assert_error, body, call, request};
 use crate::events::now_nanos;
 use crate::Engine;
 
+/// A running plugin: its socket and the task serving it.
+type Running = (PathBuf, tokio::task::JoinHandle<()>);
+
 /// Serves each plugin's socket from a task; a signal ends it.
 #[derive(Clone)]
 struct SocketExecutor {
-    tasks: Arc<Mutex<HashMap<String, (PathBuf, tokio::task::JoinHandle<()>)>>>,
+    tasks: Arc<Mutex<HashMap<String, Running>>>,
     exits: ExitSender,
     rx: Arc<Mutex<Option<ExitReceiver>>>,
 }
