@@ -34,17 +34,24 @@ pub const UNIX_SOCKET_HOST: &str = "plugin.moby.localhost";
 /// assert_eq!(serde_json::to_string(&m)?, r#"{"Implements":["VolumeDriver"]}"#);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
+///
+/// Keys are matched as Go's decoder matches them (`implements`, `IMPLEMENTS`, ...), unknown
+/// keys are ignored and `null` reads as an empty list:
+///
+/// ```
+/// let m: dockplug_protocol::Manifest = serde_json::from_str(r#"{"iMPLEMENTS":["LogDriver"],"x":1}"#)?;
+/// assert!(m.implements("LogDriver"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Manifest {
     /// The subsystems this plugin serves.
-    #[serde(
-        rename = "Implements",
-        alias = "implements",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "Implements", default, deserialize_with = "null_default")]
     pub implements: Vec<String>,
 }
+
+crate::gojson::go_json!(Manifest);
 
 impl Manifest {
     /// A manifest for the given subsystems.

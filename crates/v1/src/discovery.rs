@@ -371,12 +371,21 @@ fn parse_json_spec(
                     Some(_) => Err(bad(format!("TLSConfig.{key} is not a boolean"))),
                 }
             };
+            let min_version = match get(&t, "MinVersion") {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| bad("TLSConfig.MinVersion is not a uint16".into()))?,
+                Some(_) => return Err(bad("TLSConfig.MinVersion is not a number".into())),
+            };
             let mut opts = TlsOptions {
                 ca_file: path_of("CAFile")?,
                 cert_file: path_of("CertFile")?,
                 key_file: path_of("KeyFile")?,
                 insecure_skip_verify: flag("InsecureSkipVerify")?,
                 exclusive_root_pools: flag("ExclusiveRootPools")?,
+                min_version,
             };
             if opts.ca_file.is_none() {
                 opts.insecure_skip_verify = true;
@@ -467,6 +476,19 @@ mod tests {
         assert!(tls.unwrap().insecure_skip_verify, "no CAFile forces insecure (difference 6)");
         let (_, tls) = parse_json_spec(Path::new("x.json"), r#"{"Addr":"tcp://h:1"}"#).unwrap();
         assert!(tls.is_none());
+        let (_, tls) = parse_json_spec(
+            Path::new("x.json"),
+            r#"{"Addr":"https://h:1","TLSConfig":{"CAFile":"/ca","minversion":772}}"#,
+        )
+        .unwrap();
+        assert_eq!(tls.unwrap().min_version, crate::tls::TLS13);
+        for bad in [r#"{"TLSConfig":{"MinVersion":70000}}"#, r#"{"TLSConfig":{"MinVersion":"x"}}"#]
+        {
+            assert!(matches!(
+                parse_json_spec(Path::new("x.json"), bad),
+                Err(DiscoveryError::BadJson { .. })
+            ));
+        }
         assert!(matches!(
             parse_json_spec(Path::new("x.json"), "[1]"),
             Err(DiscoveryError::BadJson { .. })

@@ -28,8 +28,12 @@
 //! Also beyond Moby: activation is bounded (30 s by default, [`PluginOptions`]); a refusing
 //! socket is skipped for a short time ([`RegistryConfig::dead_for`]); a hostile spec file
 //! (huge, FIFO, symlink loop) or reply (huge, garbage, cut short, never sent) is a typed error
-//! within its bound. Not done: Moby's TCP transport honours `HTTP(S)_PROXY`; this one
-//! connects directly.
+//! within its bound.
+//!
+//! Like Moby's transport, TCP plugins are reached through the environment's proxy
+//! ([`ProxyConfig`]), replies on TCP may come gzip-compressed, a `.json` spec's
+//! `TLSConfig.MinVersion` is honoured, and idle connections are closed after 30 s (at most 6
+//! kept). Every call carries our own `User-Agent` ([`USER_AGENT`]).
 //!
 //! **Architecture invariant:** this crate never depends on the v2 manager, on containerd or
 //! on tonic; it speaks the wire types of `dockplug-protocol` and nothing else of ours.
@@ -56,7 +60,8 @@ use std::sync::Arc;
 
 pub use address::{Address, AddressError};
 pub use client::{
-    ByteStream, CallError, CallOptions, Client, ClientBuilder, ClientError, RetryPolicy,
+    ByteStream, CallError, CallOptions, Client, ClientBuilder, ClientError, Proxy, ProxyConfig,
+    ProxyError, RetryPolicy, USER_AGENT,
 };
 pub use discovery::{DiscoveryError, LocalRegistry, PluginSpec, SocketId};
 pub use plugin::{Plugin, PluginOptions};

@@ -33,7 +33,21 @@ pub struct TlsOptions {
     /// Trust only `ca_file`, not the system roots as well.
     #[serde(rename = "ExclusiveRootPools", default)]
     pub exclusive_root_pools: bool,
+    /// The lowest TLS version to speak, as Go's `tls.VersionTLS1x` code: `0x0303` (771) for
+    /// TLS 1.2, `0x0304` (772) for TLS 1.3; 0 means the default, TLS 1.2. Lower versions are
+    /// refused, as `go-connections` `tlsconfig.Client` refuses them.
+    #[serde(rename = "MinVersion", default, skip_serializing_if = "is_zero")]
+    pub min_version: u16,
 }
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+/// Go's `tls.VersionTLS12`.
+pub const TLS12: u16 = 0x0303;
+/// Go's `tls.VersionTLS13`.
+pub const TLS13: u16 = 0x0304;
 
 impl TlsOptions {
     /// Options that accept any server certificate: what Moby gives sockets and `.spec` files.
@@ -44,6 +58,12 @@ impl TlsOptions {
     /// Options that verify the server against `ca_file` (and the system roots).
     pub fn with_ca(ca_file: impl Into<PathBuf>) -> Self {
         Self { ca_file: Some(ca_file.into()), ..Self::default() }
+    }
+
+    /// Speak TLS `version` or later ([`TLS12`], [`TLS13`]).
+    pub fn min_version(mut self, version: u16) -> Self {
+        self.min_version = version;
+        self
     }
 
     /// Present a client certificate.
@@ -81,6 +101,18 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
     },
+    /// `MinVersion` is not a TLS version code.
+    #[error("invalid minimum TLS version: {version:x}")]
+    InvalidMinVersion {
+        /// The code given.
+        version: u16,
+    },
+    /// `MinVersion` is below TLS 1.2.
+    #[error("requested minimum TLS version is too low; should be at least: {TLS12:x}")]
+    MinVersionTooLow {
+        /// The code given.
+        version: u16,
+    },
     /// Only one of `CertFile` and `KeyFile` is set.
     #[error("a client certificate needs both CertFile and KeyFile")]
     HalfKeyPair,
@@ -115,8 +147,15 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 pub(crate) fn client_config(opts: Option<&TlsOptions>) -> Result<Arc<ClientConfig>, TlsError> {
     let default = TlsOptions::default();
     let opts = opts.unwrap_or(&default);
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min_version {
+        0 | TLS12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TLS13 => &[&rustls::version::TLS13],
+        // SSL 3.0, TLS 1.0 and 1.1: versions Go knows, below the floor.
+        version @ 0x0300..=0x0302 => return Err(TlsError::MinVersionTooLow { version }),
+        version => return Err(TlsError::InvalidMinVersion { version }),
+    };
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(TlsError::Rustls)?;
     let builder = if opts.insecure_skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))

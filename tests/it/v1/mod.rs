@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod discovery;
 mod hostile;
+mod parity;
 mod registry;
 pub mod server;
 

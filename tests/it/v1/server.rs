@@ -25,6 +25,10 @@ use tokio::task::JoinHandle;
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The request target as sent: origin form (`/M`) or, through a proxy, absolute form.
+    pub uri: String,
+    pub user_agent: Option<String>,
+    pub accept_encoding: Option<String>,
     pub host: String,
     pub accept: String,
     pub content_length: Option<String>,
@@ -43,6 +47,8 @@ pub enum Reply {
     Partial(Bytes),
     /// A 200 with a body of `n` bytes, streamed.
     Huge(usize),
+    /// A 200 whose body is the text gzip-compressed (`Content-Encoding: gzip`).
+    Gzip(String),
 }
 
 impl Reply {
@@ -58,6 +64,8 @@ pub struct PluginServer {
     pub addr: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub connections: Arc<AtomicUsize>,
+    /// Connections that have ended (closed by either side).
+    pub closed: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -105,9 +113,20 @@ impl PluginServer {
         client_ca: bool,
         script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::tls_versions(ca, client_ca, rustls::DEFAULT_VERSIONS, script).await
+    }
+
+    /// [`PluginServer::tls`] speaking only the given TLS versions.
+    pub async fn tls_versions(
+        ca: &TestCa,
+        client_ca: bool,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = Arc::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
         let port = listener.local_addr().unwrap().port();
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(client_ca));
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(ca.server_config_versions(client_ca, versions));
         let addr = format!("https://localhost:{port}");
         Self::spawn(addr, Arc::new(script), move || {
             let l = Arc::clone(&listener);
@@ -127,7 +146,9 @@ impl PluginServer {
     {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
-        let (seen2, conns2) = (Arc::clone(&seen), Arc::clone(&connections));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (seen2, conns2, closed2) =
+            (Arc::clone(&seen), Arc::clone(&connections), Arc::clone(&closed));
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -138,6 +159,7 @@ impl PluginServer {
                 };
                 conns2.fetch_add(1, Ordering::SeqCst);
                 let (script, seen) = (Arc::clone(&script), Arc::clone(&seen2));
+                let closed = Arc::clone(&closed2);
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         handle(req, Arc::clone(&script), Arc::clone(&seen))
@@ -145,10 +167,11 @@ impl PluginServer {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(io), svc)
                         .await;
+                    closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
-        PluginServer { addr, seen, connections, task }
+        PluginServer { addr, seen, connections, closed, task }
     }
 }
 
@@ -164,14 +187,17 @@ async fn handle(
 ) -> Result<Response<RespBody>, std::io::Error> {
     let header =
         |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap_or_default().to_owned());
-    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let (method, path, uri) =
+        (req.method().to_string(), req.uri().path().to_owned(), req.uri().to_string());
+    let (user_agent, accept_encoding) = (header("user-agent"), header("accept-encoding"));
     let (host, accept, content_length) = (
         header("host").unwrap_or_default(),
         header("accept").unwrap_or_default(),
         header("content-length"),
     );
     let body = req.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
-    let record = Seen { method, path, host, accept, content_length, body };
+    let record =
+        Seen { method, path, uri, user_agent, accept_encoding, host, accept, content_length, body };
     let n = {
         let mut s = seen.lock().unwrap();
         s.push(record.clone());
@@ -199,10 +225,42 @@ async fn handle(
                 .boxed_unsync(),
             )
             .unwrap()),
+        Reply::Gzip(text) => Ok(Response::builder()
+            .status(200)
+            .header("content-encoding", "gzip")
+            .body(full(Bytes::from(gzip_stored(text.as_bytes()))))
+            .unwrap()),
         Reply::Huge(n) => {
             Ok(Response::builder().status(200).body(Zeros { left: n }.boxed_unsync()).unwrap())
         }
     }
+}
+
+/// `data` as a gzip member of stored (uncompressed) deflate blocks: what any gzip reader
+/// accepts, made without a compression library.
+pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut blocks = data.chunks(65_535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }
 
 /// A body that yields one chunk, waits long enough for it to be flushed, and then fails,
@@ -308,8 +366,9 @@ impl TestCa {
         let ca = ca_params.self_signed(&ca_key).unwrap();
 
         let server_key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        // `plugin.test` is for calls through a proxy, which never resolves it locally.
+        let names = ["localhost", "127.0.0.1", "plugin.test"].map(str::to_owned).to_vec();
+        let params = CertificateParams::new(names).unwrap();
         let server = params.signed_by(&server_key, &ca, &ca_key).unwrap();
 
         let client_key = KeyPair::generate().unwrap();
@@ -332,15 +391,20 @@ impl TestCa {
         }
     }
 
-    /// The server side: our certificate, and (when `client_ca`) client certificates required.
-    pub fn server_config(&self, client_ca: bool) -> Arc<rustls::ServerConfig> {
+    /// The server side, speaking only `versions`: our certificate, and (when `client_ca`)
+    /// client certificates required.
+    pub fn server_config_versions(
+        &self,
+        client_ca: bool,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs: Vec<_> = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap();
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap();
         let builder = if client_ca {
             let mut roots = rustls::RootCertStore::empty();

@@ -7,8 +7,12 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll};
 
+use std::io::{Read, Write};
+
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use http::header::CONTENT_ENCODING;
+use http::Response;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Frame, Incoming};
@@ -58,8 +62,45 @@ pub(super) fn decode<R: DeserializeOwned>(method: &str, body: &[u8]) -> Result<R
     }
 }
 
-/// Read a reply body to its end, failing once it passes `limit` bytes.
+/// Whether a reply's body is gzip-compressed (`Content-Encoding: gzip`).
+pub(super) fn is_gzip(resp: &Response<Incoming>) -> bool {
+    resp.headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+}
+
+/// Read a reply body to its end, failing once it passes `limit` bytes; when `gzip` (the
+/// client asked for it) and the reply says it is compressed, decompress it, bounded by
+/// `limit` too, as Go's transport does transparently.
 pub(super) async fn read_limited(
+    method: &str,
+    addr: &Address,
+    resp: Response<Incoming>,
+    gzip: bool,
+    limit: usize,
+) -> Result<Bytes, CallError> {
+    let compressed = gzip && is_gzip(&resp);
+    let raw = read_body(method, addr, resp.into_body(), limit).await?;
+    if !compressed {
+        return Ok(raw);
+    }
+    gunzip(method, &raw, limit)
+}
+
+/// Decompress a whole gzip body, failing once the output passes `limit` bytes.
+fn gunzip(method: &str, raw: &[u8], limit: usize) -> Result<Bytes, CallError> {
+    let gzip_err = |source| CallError::Gzip { method: method.to_owned(), source };
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
+    decoder.read_to_end(&mut out).map_err(gzip_err)?;
+    if out.len() > limit {
+        return Err(CallError::TooLarge { method: method.to_owned(), limit });
+    }
+    Ok(out.into())
+}
+
+async fn read_body(
     method: &str,
     addr: &Address,
     mut body: Incoming,
@@ -96,8 +137,38 @@ pub struct ByteStream {
     pub(super) method: String,
     pub(super) addr: String,
     pub(super) body: Incoming,
+    /// The decompressor of a gzip reply, and the compressed bytes not fed to it yet.
+    pub(super) inflate: Option<Inflate>,
+    pub(super) pending: Bytes,
     pub(super) sender: Option<SendRequest<Body>>,
     pub(super) pool: Weak<Inner>,
+}
+
+/// Streamed gzip decompression. Compressed input is fed in small slices, so one chunk of a
+/// hostile reply cannot expand into more than about a megabyte at a time.
+pub(super) struct Inflate {
+    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
+    finished: bool,
+}
+
+/// The most compressed bytes fed to the decoder at once (deflate expands at most ~1032:1).
+const INFLATE_STEP: usize = 1024;
+
+impl Inflate {
+    pub(super) fn new() -> Self {
+        Self { decoder: flate2::write::MultiGzDecoder::new(Vec::new()), finished: false }
+    }
+
+    fn feed(&mut self, input: &[u8]) -> std::io::Result<Bytes> {
+        self.decoder.write_all(input)?;
+        Ok(std::mem::take(self.decoder.get_mut()).into())
+    }
+
+    fn finish(&mut self) -> std::io::Result<Bytes> {
+        self.finished = true;
+        self.decoder.try_finish()?;
+        Ok(std::mem::take(self.decoder.get_mut()).into())
+    }
 }
 
 impl fmt::Debug for ByteStream {
@@ -110,30 +181,63 @@ impl Stream for ByteStream {
     type Item = Result<Bytes, CallError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            match Pin::new(&mut self.body).poll_frame(cx) {
+            if let Some(inflate) = this.inflate.as_mut() {
+                if !this.pending.is_empty() {
+                    let step = this.pending.split_to(this.pending.len().min(INFLATE_STEP));
+                    match inflate.feed(&step) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(out))),
+                        Err(source) => return Poll::Ready(Some(Err(this.gzip_error(source)))),
+                    }
+                }
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
-                    if let (Some(sender), Some(pool)) = (self.sender.take(), self.pool.upgrade()) {
+                    if let Some(inflate) = this.inflate.as_mut().filter(|i| !i.finished) {
+                        match inflate.finish() {
+                            Ok(out) if !out.is_empty() => return Poll::Ready(Some(Ok(out))),
+                            Ok(_) => {}
+                            Err(source) => {
+                                return Poll::Ready(Some(Err(this.gzip_error(source))));
+                            }
+                        }
+                    }
+                    if let (Some(sender), Some(pool)) = (this.sender.take(), this.pool.upgrade()) {
                         pool.checkin(sender);
                     }
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(source))) => {
-                    self.sender = None;
+                    this.sender = None;
                     return Poll::Ready(Some(Err(CallError::Transport {
-                        method: self.method.clone(),
-                        addr: self.addr.clone(),
+                        method: this.method.clone(),
+                        addr: this.addr.clone(),
                         source,
                     })));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
+                        if this.inflate.is_some() {
+                            this.pending = data;
+                            continue;
+                        }
                         return Poll::Ready(Some(Ok(data)));
                     }
                 }
             }
         }
+    }
+}
+
+impl ByteStream {
+    fn gzip_error(&mut self, source: std::io::Error) -> CallError {
+        // The connection holds the rest of a body we cannot read: it is not reused.
+        self.sender = None;
+        self.inflate = None;
+        CallError::Gzip { method: self.method.clone(), source }
     }
 }
 
@@ -196,5 +300,17 @@ mod tests {
         assert!(path_of("").is_err());
         assert!(path_of("bad method").is_err());
         assert_eq!(path_of("Plugin.Activate").unwrap(), "/Plugin.Activate");
+    }
+
+    #[test]
+    fn gzip_replies_are_bounded_after_decompression() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b'0'; 4 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 64 << 10, "4 MiB of zeros compress to {} bytes", bomb.len());
+        let e = gunzip("m", &bomb, 1 << 20).unwrap_err();
+        assert!(matches!(e, CallError::TooLarge { limit, .. } if limit == 1 << 20), "{e:?}");
+        assert_eq!(gunzip("m", &bomb, 4 << 20).unwrap().len(), 4 << 20);
+        assert!(matches!(gunzip("m", b"\x1f\x8bnot gzip", 100), Err(CallError::Gzip { .. })));
     }
 }

@@ -9,6 +9,7 @@ use dockplug_protocol::ErrorBody;
 use http::StatusCode;
 
 use crate::address::AddressError;
+use crate::client::proxy::ProxyError;
 use crate::tls::TlsError;
 
 /// Why a client cannot be built.
@@ -21,6 +22,15 @@ pub enum ClientError {
     /// The TLS options cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The proxy the environment names for this address cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The `User-Agent` given is not a valid header value.
+    #[error("invalid User-Agent {value:?}")]
+    UserAgent {
+        /// The value given.
+        value: String,
+    },
 }
 
 /// Why a call failed.
@@ -78,6 +88,15 @@ pub enum CallError {
         #[source]
         source: serde_json::Error,
     },
+    /// The reply says it is gzip-compressed but cannot be decompressed.
+    #[error("{method}: cannot decompress the plugin's gzip reply")]
+    Gzip {
+        /// The method called.
+        method: String,
+        /// The decompression error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The request cannot be encoded as JSON.
     #[error("{method}: cannot encode the request")]
     Encode {
@@ -134,6 +153,7 @@ impl CallError {
             | CallError::Transport { method, .. }
             | CallError::Plugin { method, .. }
             | CallError::Decode { method, .. }
+            | CallError::Gzip { method, .. }
             | CallError::Encode { method, .. }
             | CallError::TooLarge { method, .. }
             | CallError::InvalidMethod { method } => method,

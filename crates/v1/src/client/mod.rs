@@ -16,14 +16,27 @@
 //!
 //! Any HTTP reply ends the retries; only status 200 is success (difference 5, kept: it is the
 //! wire contract).
+//!
+//! # Transport
+//!
+//! As Moby's plugin transport (`go-connections` `sockets/sockets.go ConfigureTransport`):
+//! unix sockets are dialled directly and ask for no compression; TCP addresses go through the
+//! environment's proxy when it names one ([`ProxyConfig`]), send `Accept-Encoding: gzip` and
+//! have gzip replies decompressed (bounded like any reply). Connections are kept alive: at
+//! most 6 idle, each closed after 30 s unused ([`ClientBuilder::max_idle`],
+//! [`ClientBuilder::idle_timeout`]). Every request carries `User-Agent: dockplug/<version>`
+//! ([`USER_AGENT`]) unless the builder is given another.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dockplug_protocol::common::VERSION_MIMETYPE;
-use http::header::{ACCEPT, CONTENT_LENGTH, HOST};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION,
+    USER_AGENT as USER_AGENT_HEADER,
+};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
@@ -38,13 +51,22 @@ use crate::tls::{self, TlsOptions};
 mod body;
 mod error;
 mod pool;
+mod proxy;
 mod retry;
 
 pub use body::ByteStream;
 pub use error::{CallError, ClientError};
+pub use proxy::{Proxy, ProxyConfig, ProxyError};
 pub use retry::RetryPolicy;
 
-use body::{decode, encode, full, path_of, read_limited, Body, ReaderBody};
+use pool::Pool;
+
+/// The `User-Agent` the client sends unless told otherwise: `dockplug/<version>`. (Moby's
+/// client sends Go's default, `Go-http-client/1.1`; a daemon embedding this crate may set its
+/// own with [`ClientBuilder::user_agent`].)
+pub const USER_AGENT: &str = concat!("dockplug/", env!("CARGO_PKG_VERSION"));
+
+use body::{decode, encode, full, is_gzip, path_of, read_limited, Body, Inflate, ReaderBody};
 use error::{check_status, plugin_error};
 use retry::Resend;
 
@@ -79,7 +101,10 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     max_idle: usize,
+    idle_timeout: Duration,
     max_response_bytes: usize,
+    proxy: Option<ProxyConfig>,
+    user_agent: Option<String>,
 }
 
 impl ClientBuilder {
@@ -107,9 +132,29 @@ impl ClientBuilder {
         self
     }
 
-    /// How many idle connections are kept for reuse (default 16).
+    /// How many idle connections are kept for reuse (default 6, as Moby); past that the
+    /// longest idle one is closed.
     pub fn max_idle(mut self, n: usize) -> Self {
         self.max_idle = n;
+        self
+    }
+
+    /// How long an idle connection is kept before it is closed (default 30 s, as Moby).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The proxies for TCP addresses (default: [`ProxyConfig::from_env`], read at
+    /// [`ClientBuilder::build`]). Unix sockets never use one.
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The `User-Agent` sent with every call (default [`USER_AGENT`]).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
         self
     }
 
@@ -132,16 +177,32 @@ impl ClientBuilder {
         };
         let host = HeaderValue::from_str(self.addr.host_header())
             .map_err(|_| AddressError::BadHost { addr: self.addr.to_string() })?;
+        let proxy = self.proxy.unwrap_or_else(ProxyConfig::from_env).proxy_for(&self.addr)?;
+        let proxy_authorization = match proxy.as_ref().and_then(Proxy::authorization) {
+            Some(a) => Some(HeaderValue::from_str(a).map_err(|_| ProxyError::Invalid {
+                value: proxy.as_ref().map(ToString::to_string).unwrap_or_default(),
+            })?),
+            None => None,
+        };
+        let user_agent = self.user_agent.unwrap_or_else(|| USER_AGENT.to_owned());
+        let user_agent = HeaderValue::from_str(&user_agent)
+            .map_err(|_| ClientError::UserAgent { value: user_agent.clone() })?;
+        // Go's transport asks for gzip on TCP and decompresses the reply itself; over unix
+        // sockets Moby turns compression off (`go-connections` `sockets.ConfigureTransport`).
+        let gzip = self.addr.unix_path().is_none();
         Ok(Client {
             inner: Arc::new(Inner {
                 host,
                 addr: self.addr,
                 tls,
-                pool: Mutex::new(Vec::new()),
+                proxy,
+                proxy_authorization,
+                user_agent,
+                gzip,
+                pool: Pool::new(self.max_idle, self.idle_timeout),
                 timeout: self.timeout,
                 connect_timeout: self.connect_timeout,
                 retry: self.retry,
-                max_idle: self.max_idle,
                 max_response_bytes: self.max_response_bytes,
             }),
         })
@@ -174,11 +235,16 @@ struct Inner {
     addr: Address,
     host: HeaderValue,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
-    pool: Mutex<Vec<SendRequest<Body>>>,
+    /// The proxy this address is reached through, from the builder's [`ProxyConfig`].
+    proxy: Option<Proxy>,
+    proxy_authorization: Option<HeaderValue>,
+    user_agent: HeaderValue,
+    /// Whether to ask for gzip and decompress replies (TCP, as Go's transport does).
+    gzip: bool,
+    pool: Pool,
     timeout: Option<Duration>,
     connect_timeout: Duration,
     retry: RetryPolicy,
-    max_idle: usize,
     max_response_bytes: usize,
 }
 
@@ -197,7 +263,10 @@ impl Client {
             timeout: None,
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
-            max_idle: 16,
+            max_idle: 6,
+            idle_timeout: Duration::from_secs(30),
+            proxy: None,
+            user_agent: None,
             max_response_bytes: 64 << 20,
         }
     }
@@ -257,7 +326,7 @@ impl Client {
         self.bounded(method, opts, async {
             let (resp, sender) = inner.send_buffered(method, &path, body).await?;
             let status = resp.status();
-            let bytes = read_limited(method, &inner.addr, resp.into_body(), limit).await?;
+            let bytes = read_limited(method, &inner.addr, resp, inner.gzip, limit).await?;
             inner.checkin(sender);
             check_status(method, status, bytes)
         })
@@ -288,13 +357,16 @@ impl Client {
             self.bounded(method, opts, inner.send_buffered(method, &path, body)).await?;
         let status = resp.status();
         if status != StatusCode::OK {
-            let bytes = read_limited(method, &inner.addr, resp.into_body(), 1 << 20).await?;
+            let bytes = read_limited(method, &inner.addr, resp, inner.gzip, 1 << 20).await?;
             return Err(plugin_error(method, status, &bytes));
         }
+        let inflate = (inner.gzip && is_gzip(&resp)).then(Inflate::new);
         Ok(ByteStream {
             method: method.to_owned(),
             addr: inner.addr.to_string(),
             body: resp.into_body(),
+            inflate,
+            pending: Bytes::new(),
             sender: Some(sender),
             pool: Arc::downgrade(inner),
         })
@@ -330,9 +402,8 @@ impl Client {
             .bounded(method, opts, async {
                 let (resp, sender) = inner.send(method, &path, req, Resend::OnlyUnsent).await?;
                 let status = resp.status();
-                let bytes =
-                    read_limited(method, &inner.addr, resp.into_body(), inner.max_response_bytes)
-                        .await?;
+                let limit = inner.max_response_bytes;
+                let bytes = read_limited(method, &inner.addr, resp, inner.gzip, limit).await?;
                 inner.checkin(sender);
                 check_status(method, status, bytes)
             })
@@ -370,15 +441,27 @@ impl Inner {
     pub(super) fn request(&self, path: &str, body: Body, len: Option<usize>) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = http::Method::POST;
-        // `path` was validated by `path_of`.
-        if let Ok(uri) = path.parse() {
+        // `path` was validated by `path_of`. Through a proxy (not a tunnel), the request
+        // names the plugin in absolute form, as Go's transport writes it.
+        let target = match (&self.proxy, self.tls.is_some()) {
+            (Some(_), false) => format!("http://{}{path}", self.addr.host_header()),
+            _ => path.to_owned(),
+        };
+        if let Ok(uri) = target.parse() {
             *req.uri_mut() = uri;
         }
         let h = req.headers_mut();
         h.insert(HOST, self.host.clone());
+        h.insert(USER_AGENT_HEADER, self.user_agent.clone());
         h.insert(ACCEPT, HeaderValue::from_static(VERSION_MIMETYPE));
         if let Some(len) = len {
             h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if self.gzip {
+            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if let (Some(auth), false) = (&self.proxy_authorization, self.tls.is_some()) {
+            h.insert(PROXY_AUTHORIZATION, auth.clone());
         }
         req
     }
