@@ -57,6 +57,7 @@ pub use backend::{
 pub use body::{RequestBody, ResponseBody};
 pub use error::{ApiError, ErrorKind, ServeError};
 pub use events::EventLog;
+pub use manager::ManagerBackend;
 pub use middleware::{Middleware, Next, PeerCredentials};
 pub use reply::Reply;
 pub use router::{BoxFuture, RouteRequest};

@@ -1,15 +1,19 @@
 //! [`Backend`] for the manager: every route on `dockplug_manager::Manager`.
 //!
-//! Pull, push, upgrade and the remote privileges query need the manager's registry side;
-//! until it has one, those routes answer 501 (`... is not implemented by this daemon`)
-//! instead of pretending.
+//! The manager reaches registries through a [`Distribution`] it is handed per call, so a
+//! bare [`Manager`] serves the local routes and answers pull, push, upgrade and the remote
+//! privileges query with 501 (`... is not implemented by this daemon`), while
+//! [`ManagerBackend`] (a manager and its registry client) serves them all. Upgrade answers
+//! 501 in both until the manager has an upgrade.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dockplug_manager::{DaemonEvent, Executor, Manager};
+use dockplug_manager::manager::PullOptions;
+use dockplug_manager::{DaemonEvent, Distribution, Executor, Manager};
 use dockplug_protocol::events::{EventActor, PLUGIN_EVENT_TYPE};
 use dockplug_protocol::filters::PluginListFilter;
+use dockplug_protocol::progress::JsonMessage;
 use dockplug_protocol::{Plugin, PluginPrivilege};
 
 use crate::backend::{
@@ -82,5 +86,106 @@ impl<E: Executor> Backend for Manager<E> {
     async fn info(&self) -> PluginsInfo {
         let plugins = Manager::list(self, &PluginListFilter::all());
         PluginsInfo::from_plugins(plugins.iter().map(|p| &**p))
+    }
+}
+
+/// A manager and the registry client its pulls, pushes and privileges queries use: the
+/// backend of a daemon.
+#[derive(Debug, Clone)]
+pub struct ManagerBackend<E: Executor, D> {
+    manager: Manager<E>,
+    registry: Arc<D>,
+}
+
+impl<E: Executor, D: Distribution + 'static> ManagerBackend<E, D> {
+    /// A backend over `manager` reaching registries through `registry`.
+    pub fn new(manager: Manager<E>, registry: D) -> Self {
+        Self { manager, registry: Arc::new(registry) }
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &Manager<E> {
+        &self.manager
+    }
+}
+
+/// The manager's progress sink over the route's [`Progress`].
+fn sink(progress: &Progress) -> impl Fn(JsonMessage) + Send + Sync + '_ {
+    move |m: JsonMessage| {
+        progress.emit(&m);
+    }
+}
+
+impl<E: Executor, D: Distribution + 'static> Backend for ManagerBackend<E, D> {
+    async fn list(&self, filter: &PluginListFilter) -> Result<Vec<Arc<Plugin>>, ApiError> {
+        Backend::list(&self.manager, filter).await
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Plugin, ApiError> {
+        Backend::inspect(&self.manager, name).await
+    }
+
+    async fn privileges(
+        &self,
+        request: PrivilegesRequest,
+    ) -> Result<Vec<PluginPrivilege>, ApiError> {
+        let auth = &request.registry.auth;
+        Ok(self.manager.remote_privileges(&*self.registry, &request.remote, auth).await?)
+    }
+
+    async fn pull(&self, request: PullRequest, progress: Progress) -> Result<(), ApiError> {
+        // The API installs disabled: the client enables afterwards (`enable?timeout=0`).
+        let options = PullOptions::default().disabled();
+        let sink = sink(&progress);
+        self.manager
+            .pull(
+                &*self.registry,
+                &request.remote,
+                Some(&request.name),
+                &request.registry.auth,
+                &request.privileges,
+                &sink,
+                &options,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn push(&self, request: PushRequest, progress: Progress) -> Result<(), ApiError> {
+        let sink = sink(&progress);
+        self.manager.push(&*self.registry, &request.name, &request.registry.auth, &sink).await?;
+        Ok(())
+    }
+
+    async fn upgrade(&self, request: UpgradeRequest, progress: Progress) -> Result<(), ApiError> {
+        Backend::upgrade(&self.manager, request, progress).await
+    }
+
+    async fn remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        Backend::remove(&self.manager, name, force).await
+    }
+
+    async fn enable(&self, name: &str, timeout: Option<Duration>) -> Result<(), ApiError> {
+        Backend::enable(&self.manager, name, timeout).await
+    }
+
+    async fn disable(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        Backend::disable(&self.manager, name, force).await
+    }
+
+    async fn set(&self, name: &str, args: Vec<String>) -> Result<(), ApiError> {
+        Backend::set(&self.manager, name, args).await
+    }
+
+    async fn create(&self, name: &str, context: BuildContext) -> Result<(), ApiError> {
+        Backend::create(&self.manager, name, context).await
+    }
+
+    fn watch_events(&self, sink: EventSink) {
+        Backend::watch_events(&self.manager, sink);
+    }
+
+    async fn info(&self) -> PluginsInfo {
+        Backend::info(&self.manager).await
     }
 }
