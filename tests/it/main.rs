@@ -3,6 +3,7 @@
 
 mod containerd;
 mod containerd_e2e;
+mod daemon;
 mod distribution;
 mod dockerd_localvol;
 mod layering;
