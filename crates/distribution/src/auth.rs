@@ -278,12 +278,16 @@ mod tests {
             }),
             Credentials::RegistryToken("rt".into())
         );
-        let dbg = format!("{:?}", Credentials::Basic { username: "u".into(), password: "pw!".into() });
+        let dbg =
+            format!("{:?}", Credentials::Basic { username: "u".into(), password: "pw!".into() });
         assert!(!dbg.contains("pw!"));
         // From the encoded header, as the Engine API hands it over.
         let header = AuthConfig { identitytoken: "tok".into(), ..AuthConfig::default() }.encode();
         let decoded = AuthConfig::decode(&header).unwrap();
-        assert_eq!(Credentials::from_auth_config(&decoded), Credentials::IdentityToken("tok".into()));
+        assert_eq!(
+            Credentials::from_auth_config(&decoded),
+            Credentials::IdentityToken("tok".into())
+        );
     }
 
     #[test]
@@ -299,10 +303,14 @@ mod tests {
             }]
         );
         assert_eq!(parse_challenges([r#"Basic realm="Registry Realm""#]), vec![Challenge::Basic]);
-        let both = parse_challenges([r#"Basic realm="x", Bearer realm="http://t/\"q\"""#, "Negotiate"]);
+        let both =
+            parse_challenges([r#"Basic realm="x", Bearer realm="http://t/\"q\"""#, "Negotiate"]);
         assert_eq!(
             both,
-            vec![Challenge::Basic, Challenge::Bearer { realm: "http://t/\"q\"".into(), service: None }]
+            vec![
+                Challenge::Basic,
+                Challenge::Bearer { realm: "http://t/\"q\"".into(), service: None }
+            ]
         );
         // A Bearer challenge without a realm cannot be answered.
         assert!(parse_challenges(["Bearer service=x"]).is_empty());

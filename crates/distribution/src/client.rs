@@ -200,7 +200,12 @@ impl Repo {
                 return Ok(reply);
             }
             let challenges = auth::parse_challenges(
-                reply.resp.headers().get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
+                reply
+                    .resp
+                    .headers()
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
             );
             let timeout = self.config().request_timeout;
             if challenges.is_empty() {
@@ -216,7 +221,11 @@ impl Repo {
     }
 
     /// Answers a challenge: a Bearer token (preferred) or Basic credentials.
-    async fn answer(&self, challenges: &[Challenge], url: &str) -> Result<String, DistributionError> {
+    async fn answer(
+        &self,
+        challenges: &[Challenge],
+        url: &str,
+    ) -> Result<String, DistributionError> {
         let bearer = challenges.iter().find_map(|c| match c {
             Challenge::Bearer { realm, service } => Some((realm, service)),
             Challenge::Basic => None,
@@ -244,9 +253,14 @@ impl Repo {
 
     /// Gets a token from `realm`: the OAuth2 refresh-token POST for an identity token, a GET
     /// (with basic credentials when there are any) otherwise.
-    async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<Token, DistributionError> {
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<Token, DistributionError> {
         let params = auth::token_params(&self.creds, service, &self.scopes);
-        let token_err = |reason: String| DistributionError::Token { realm: realm.to_owned(), reason };
+        let token_err =
+            |reason: String| DistributionError::Token { realm: realm.to_owned(), reason };
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
             return Err(token_err("the realm is not an http(s) URL".into()));
         }
@@ -278,8 +292,8 @@ impl Repo {
             return Err(token_err(format!("{status}: {message}")));
         }
         let body = transport::read_bounded(resp, 1 << 20, realm, timeout).await?;
-        let reply: auth::TokenReply =
-            serde_json::from_slice(&body).map_err(|e| token_err(format!("not a token reply: {e}")))?;
+        let reply: auth::TokenReply = serde_json::from_slice(&body)
+            .map_err(|e| token_err(format!("not a token reply: {e}")))?;
         reply.into_token().ok_or_else(|| token_err("the reply holds no token".into()))
     }
 }

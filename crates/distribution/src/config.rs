@@ -102,8 +102,8 @@ impl RegistryConfig {
     /// and the configured `host[:port]` list (a bare host in the list matches every port).
     pub fn is_insecure(&self, hostport: &str) -> bool {
         let host = host_of(hostport);
-        let loopback =
-            host == "localhost" || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+        let loopback = host == "localhost"
+            || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
         loopback || self.insecure_registries.iter().any(|r| r == hostport || r == host)
     }
 }

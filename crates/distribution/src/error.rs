@@ -150,7 +150,9 @@ pub enum DistributionError {
         source: serde_json::Error,
     },
     /// An index with no manifest for this platform.
-    #[error("no matching manifest for {platform} in the manifest list entries (available: {available})")]
+    #[error(
+        "no matching manifest for {platform} in the manifest list entries (available: {available})"
+    )]
     NoMatchingPlatform {
         /// The platform looked for (`linux/amd64`).
         platform: String,

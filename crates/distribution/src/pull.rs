@@ -35,7 +35,10 @@ pub(crate) fn sha256(data: &[u8]) -> String {
 /// Refuses anything but `sha256:<64 lower-case hex>` (digests become file names and URLs).
 pub(crate) fn check_digest(d: &str) -> Result<(), DistributionError> {
     match d.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+        Some(h)
+            if h.len() == 64
+                && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
             Ok(())
         }
         _ => Err(DistributionError::InvalidDigest { digest: d.to_owned() }),
@@ -53,7 +56,11 @@ fn accept(values: &[&str]) -> HeaderMap {
 }
 
 /// Fails unless the reply is 200; a 404 is [`DistributionError::NotFound`] about `what`.
-async fn expect_ok(reply: Reply, method: &str, what: impl FnOnce() -> String) -> Result<Reply, DistributionError> {
+async fn expect_ok(
+    reply: Reply,
+    method: &str,
+    what: impl FnOnce() -> String,
+) -> Result<Reply, DistributionError> {
     let status = reply.resp.status();
     if status == StatusCode::OK {
         return Ok(reply);
@@ -63,7 +70,12 @@ async fn expect_ok(reply: Reply, method: &str, what: impl FnOnce() -> String) ->
     if status == StatusCode::NOT_FOUND {
         return Err(DistributionError::NotFound { what: what(), message });
     }
-    Err(DistributionError::Status { method: method.into(), url: reply.url, status: status.as_u16(), message })
+    Err(DistributionError::Status {
+        method: method.into(),
+        url: reply.url,
+        status: status.as_u16(),
+        message,
+    })
 }
 
 /// Whether an index entry is for `want` (os and architecture equal; the variant equal once
@@ -83,7 +95,10 @@ fn platform_matches(entry: &registry::Platform, want: &TargetPlatform) -> bool {
 }
 
 /// The index entry for `want`, if any.
-pub fn select_platform<'a>(index: &'a ImageIndex, want: &TargetPlatform) -> Result<&'a Descriptor, DistributionError> {
+pub fn select_platform<'a>(
+    index: &'a ImageIndex,
+    want: &TargetPlatform,
+) -> Result<&'a Descriptor, DistributionError> {
     index
         .manifests
         .iter()
@@ -106,7 +121,12 @@ pub fn select_platform<'a>(index: &'a ImageIndex, want: &TargetPlatform) -> Resu
 impl RegistryClient {
     /// Fetches a manifest by tag or digest: bounded, its digest checked against the digest
     /// asked for and against `Docker-Content-Digest`. Returns the media type, bytes, digest.
-    async fn manifest(&self, repo: &Repo, reference: &Reference, tag_or_digest: &str) -> Result<(String, Vec<u8>, String), DistributionError> {
+    async fn manifest(
+        &self,
+        repo: &Repo,
+        reference: &Reference,
+        tag_or_digest: &str,
+    ) -> Result<(String, Vec<u8>, String), DistributionError> {
         let rest = format!("manifests/{tag_or_digest}");
         let headers = accept(&ACCEPTED_MANIFESTS);
         let reply = repo.send(Method::GET, Target::Repo(&rest), &headers, &|| Ok(empty())).await?;
@@ -124,14 +144,24 @@ impl RegistryClient {
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = transport::read_bounded(reply.resp, self.config().max_manifest, &reply.url, self.config().request_timeout).await?;
+        let body = transport::read_bounded(
+            reply.resp,
+            self.config().max_manifest,
+            &reply.url,
+            self.config().request_timeout,
+        )
+        .await?;
         let digest = sha256(&body);
-        for expected in [tag_or_digest.starts_with("sha256:").then_some(tag_or_digest), claimed.as_deref()]
-            .into_iter()
-            .flatten()
+        for expected in
+            [tag_or_digest.starts_with("sha256:").then_some(tag_or_digest), claimed.as_deref()]
+                .into_iter()
+                .flatten()
         {
             if expected.starts_with("sha256:") && expected != digest {
-                return Err(DistributionError::DigestMismatch { expected: expected.to_owned(), actual: digest });
+                return Err(DistributionError::DigestMismatch {
+                    expected: expected.to_owned(),
+                    actual: digest,
+                });
             }
         }
         // The body's own mediaType wins over a generic Content-Type.
@@ -141,21 +171,31 @@ impl RegistryClient {
             media_type: String,
         }
         let declared = serde_json::from_slice::<Versioned>(&body)
-            .map_err(|source| DistributionError::InvalidManifest { reference: reference.to_string(), source })?
+            .map_err(|source| DistributionError::InvalidManifest {
+                reference: reference.to_string(),
+                source,
+            })?
             .media_type;
         let media_type = if !declared.is_empty() { declared } else { content_type };
         Ok((media_type, body.to_vec(), digest))
     }
 
     /// Resolves `reference` to a plugin manifest for this platform and fetches its config.
-    pub async fn resolve(&self, reference: &Reference, auth: &AuthConfig, progress: &dyn Progress) -> Result<Resolved, DistributionError> {
+    pub async fn resolve(
+        &self,
+        reference: &Reference,
+        auth: &AuthConfig,
+        progress: &dyn Progress,
+    ) -> Result<Resolved, DistributionError> {
         let repo = self.repo(reference, auth, false);
         let tag = reference.tag().unwrap_or(reference.tag_or_digest());
         progress.send(JsonMessage::pulling_from(&reference.familiar_name(), tag));
-        let (mut media_type, mut body, mut digest) = self.manifest(&repo, reference, reference.tag_or_digest()).await?;
+        let (mut media_type, mut body, mut digest) =
+            self.manifest(&repo, reference, reference.tag_or_digest()).await?;
         if registry::is_index(&media_type) {
-            let index: ImageIndex = serde_json::from_slice(&body)
-                .map_err(|source| DistributionError::InvalidManifest { reference: reference.to_string(), source })?;
+            let index: ImageIndex = serde_json::from_slice(&body).map_err(|source| {
+                DistributionError::InvalidManifest { reference: reference.to_string(), source }
+            })?;
             let child = select_platform(&index, &self.config().platform)?;
             check_digest(&child.digest)?;
             let child_digest = child.digest.clone();
@@ -167,16 +207,21 @@ impl RegistryClient {
         if !ACCEPTED_MANIFESTS.contains(&media_type.as_str()) {
             return Err(DistributionError::UnsupportedManifest { media_type });
         }
-        let parsed: ImageManifest = serde_json::from_slice(&body)
-            .map_err(|source| DistributionError::InvalidManifest { reference: reference.to_string(), source })?;
+        let parsed: ImageManifest = serde_json::from_slice(&body).map_err(|source| {
+            DistributionError::InvalidManifest { reference: reference.to_string(), source }
+        })?;
         if parsed.config.media_type != PLUGIN_CONFIG {
             return Err(DistributionError::NotPlugin { media_type: parsed.config.media_type });
         }
         check_digest(&parsed.config.digest)?;
         for layer in &parsed.layers {
             check_digest(&layer.digest)?;
-            if !EXTRACTED_LAYERS.contains(&layer.media_type.as_str()) && layer.media_type != DOCKER_LAYER_FOREIGN_GZIP {
-                return Err(DistributionError::UnsupportedLayer { media_type: layer.media_type.clone() });
+            if !EXTRACTED_LAYERS.contains(&layer.media_type.as_str())
+                && layer.media_type != DOCKER_LAYER_FOREIGN_GZIP
+            {
+                return Err(DistributionError::UnsupportedLayer {
+                    media_type: layer.media_type.clone(),
+                });
             }
         }
         let config = self.small_blob(&repo, &parsed.config, self.config().max_config).await?;
@@ -185,27 +230,45 @@ impl RegistryClient {
 
     /// A small blob (the config) read whole, at most `limit` bytes and exactly the
     /// descriptor's size, digest checked.
-    async fn small_blob(&self, repo: &Repo, desc: &Descriptor, limit: u64) -> Result<Vec<u8>, DistributionError> {
+    async fn small_blob(
+        &self,
+        repo: &Repo,
+        desc: &Descriptor,
+        limit: u64,
+    ) -> Result<Vec<u8>, DistributionError> {
         let size = u64::try_from(desc.size).unwrap_or(u64::MAX);
         let url_hint = format!("blobs/{}", desc.digest);
         if size > limit {
             return Err(DistributionError::TooLarge { url: url_hint, limit });
         }
         let headers = accept(&[desc.media_type.as_str()]);
-        let reply = repo.send(Method::GET, Target::Repo(&url_hint), &headers, &|| Ok(empty())).await?;
+        let reply =
+            repo.send(Method::GET, Target::Repo(&url_hint), &headers, &|| Ok(empty())).await?;
         let reply = expect_ok(reply, "GET", || format!("blob {}", desc.digest)).await?;
-        let body = transport::read_bounded(reply.resp, size, &reply.url, self.config().request_timeout)
-            .await
-            .map_err(|e| match e {
-                DistributionError::TooLarge { .. } => DistributionError::SizeMismatch { digest: desc.digest.clone(), expected: size, actual: size + 1 },
-                e => e,
-            })?;
+        let body =
+            transport::read_bounded(reply.resp, size, &reply.url, self.config().request_timeout)
+                .await
+                .map_err(|e| match e {
+                    DistributionError::TooLarge { .. } => DistributionError::SizeMismatch {
+                        digest: desc.digest.clone(),
+                        expected: size,
+                        actual: size + 1,
+                    },
+                    e => e,
+                })?;
         if body.len() as u64 != size {
-            return Err(DistributionError::SizeMismatch { digest: desc.digest.clone(), expected: size, actual: body.len() as u64 });
+            return Err(DistributionError::SizeMismatch {
+                digest: desc.digest.clone(),
+                expected: size,
+                actual: body.len() as u64,
+            });
         }
         let actual = sha256(&body);
         if actual != desc.digest {
-            return Err(DistributionError::DigestMismatch { expected: desc.digest.clone(), actual });
+            return Err(DistributionError::DigestMismatch {
+                expected: desc.digest.clone(),
+                actual,
+            });
         }
         Ok(body.to_vec())
     }
@@ -227,14 +290,28 @@ impl RegistryClient {
             return Ok(());
         }
         progress.send(JsonMessage::item(id.clone(), status::PULLING_FS_LAYER));
-        let size = u64::try_from(desc.size).map_err(|_| DistributionError::SizeMismatch { digest: desc.digest.clone(), expected: 0, actual: 0 })?;
+        let size = u64::try_from(desc.size).map_err(|_| DistributionError::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: 0,
+            actual: 0,
+        })?;
         let repo = self.repo(reference, auth, false);
         let rest = format!("blobs/{}", desc.digest);
         let headers = accept(&[desc.media_type.as_str()]);
         let reply = repo.send(Method::GET, Target::Repo(&rest), &headers, &|| Ok(empty())).await?;
         let reply = expect_ok(reply, "GET", || format!("blob {}", desc.digest)).await?;
-        let mismatch = |actual| DistributionError::SizeMismatch { digest: desc.digest.clone(), expected: size, actual };
-        if let Some(n) = reply.resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        let mismatch = |actual| DistributionError::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: size,
+            actual,
+        };
+        if let Some(n) = reply
+            .resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             if n != size {
                 return Err(mismatch(n));
             }
@@ -245,14 +322,22 @@ impl RegistryClient {
         // no blocking write on the runtime.
         let writer = blobs.writer()?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-        let write_task = tokio::task::spawn_blocking(move || -> std::io::Result<dockplug_manager::blobs::BlobWriter> {
-            let mut writer = writer;
-            while let Some(chunk) = rx.blocking_recv() {
-                writer.write_all(&chunk)?;
-            }
-            Ok(writer)
-        });
-        let mut meter = Meter::new(progress, &desc.digest, status::DOWNLOADING, size, self.config().progress_interval);
+        let write_task = tokio::task::spawn_blocking(
+            move || -> std::io::Result<dockplug_manager::blobs::BlobWriter> {
+                let mut writer = writer;
+                while let Some(chunk) = rx.blocking_recv() {
+                    writer.write_all(&chunk)?;
+                }
+                Ok(writer)
+            },
+        );
+        let mut meter = Meter::new(
+            progress,
+            &desc.digest,
+            status::DOWNLOADING,
+            size,
+            self.config().progress_interval,
+        );
         let mut received: u64 = 0;
         let timeout = self.config().request_timeout;
         let streamed: Result<(), DistributionError> = async {
@@ -270,10 +355,14 @@ impl RegistryClient {
         }
         .await;
         drop(tx);
-        let written = write_task.await.map_err(|e| DistributionError::Io { path: "ingest".into(), source: std::io::Error::other(e) })?;
+        let written = write_task.await.map_err(|e| DistributionError::Io {
+            path: "ingest".into(),
+            source: std::io::Error::other(e),
+        })?;
         // On any error the writer is dropped here, which deletes the partial file.
         streamed?;
-        let writer = written.map_err(|source| DistributionError::Io { path: "ingest".into(), source })?;
+        let writer =
+            written.map_err(|source| DistributionError::Io { path: "ingest".into(), source })?;
         if received != size {
             return Err(mismatch(received));
         }
@@ -281,9 +370,14 @@ impl RegistryClient {
         let expected = desc.digest.clone();
         tokio::task::spawn_blocking(move || writer.commit_expecting(&expected))
             .await
-            .map_err(|e| DistributionError::Io { path: "ingest".into(), source: std::io::Error::other(e) })?
+            .map_err(|e| DistributionError::Io {
+                path: "ingest".into(),
+                source: std::io::Error::other(e),
+            })?
             .map_err(|e| match e {
-                dockplug_manager::blobs::BlobError::DigestMismatch { expected, actual } => DistributionError::DigestMismatch { expected, actual },
+                dockplug_manager::blobs::BlobError::DigestMismatch { expected, actual } => {
+                    DistributionError::DigestMismatch { expected, actual }
+                }
                 e => DistributionError::Blob(e),
             })?;
         progress.send(JsonMessage::item(id, status::DOWNLOAD_COMPLETE));
@@ -297,7 +391,12 @@ mod tests {
 
     fn entry(os: &str, arch: &str, variant: &str, digest: &str) -> Descriptor {
         Descriptor {
-            platform: Some(registry::Platform { os: os.into(), architecture: arch.into(), variant: variant.into(), ..Default::default() }),
+            platform: Some(registry::Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: variant.into(),
+                ..Default::default()
+            }),
             ..Descriptor::new(registry::DOCKER_MANIFEST_V2, digest, 1)
         }
     }
@@ -315,7 +414,11 @@ mod tests {
                 entry("linux", "arm", "v7", "arm7"),
             ],
         };
-        let p = |arch: &str, variant: &str| TargetPlatform { os: "linux".into(), architecture: arch.into(), variant: variant.into() };
+        let p = |arch: &str, variant: &str| TargetPlatform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.into(),
+        };
         assert_eq!(select_platform(&index, &p("amd64", "")).unwrap().digest, "amd64");
         assert_eq!(select_platform(&index, &p("arm64", "v8")).unwrap().digest, "arm64");
         assert_eq!(select_platform(&index, &p("arm", "v7")).unwrap().digest, "arm7");

@@ -37,7 +37,10 @@ impl Body for FileBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if this.remaining == 0 {
             return Poll::Ready(None);
@@ -50,7 +53,10 @@ impl Body for FileBody {
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
                 if n == 0 {
-                    return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its descriptor"))));
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob shorter than its descriptor",
+                    ))));
                 }
                 this.remaining -= n as u64;
                 this.sent.fetch_add(n as u64, Ordering::Relaxed);
@@ -76,13 +82,19 @@ fn with_query(url: &str, key: &str, value: &str) -> String {
 
 async fn fail(reply: crate::client::Reply, method: &str) -> DistributionError {
     let status = reply.resp.status().as_u16();
-    let message = transport::error_text(reply.resp, &reply.url, std::time::Duration::from_secs(10)).await;
+    let message =
+        transport::error_text(reply.resp, &reply.url, std::time::Duration::from_secs(10)).await;
     DistributionError::Status { method: method.into(), url: reply.url, status, message }
 }
 
 impl RegistryClient {
     /// Pushes `request`'s blobs and manifest; returns Moby's aux `{Tag, Digest, Size}`.
-    pub async fn push(&self, request: PushRequest<'_>, blobs: &BlobStore, progress: &dyn Progress) -> Result<PushResult, DistributionError> {
+    pub async fn push(
+        &self,
+        request: PushRequest<'_>,
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+    ) -> Result<PushResult, DistributionError> {
         let reference = request.reference;
         let tag = reference.tag().ok_or_else(|| DistributionError::InvalidReference {
             reference: reference.to_string(),
@@ -111,26 +123,47 @@ impl RegistryClient {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(request.manifest.len()));
         let manifest = Bytes::copy_from_slice(request.manifest);
         let rest = format!("manifests/{tag}");
-        let reply = repo.send(Method::PUT, Target::Repo(&rest), &headers, &|| Ok(transport::full(manifest.clone()))).await?;
+        let reply = repo
+            .send(Method::PUT, Target::Repo(&rest), &headers, &|| {
+                Ok(transport::full(manifest.clone()))
+            })
+            .await?;
         if !reply.resp.status().is_success() {
             return Err(fail(reply, "PUT").await);
         }
-        if let Some(claimed) = reply.resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()) {
+        if let Some(claimed) =
+            reply.resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok())
+        {
             if claimed != digest {
-                return Err(DistributionError::DigestMismatch { expected: digest, actual: claimed.to_owned() });
+                return Err(DistributionError::DigestMismatch {
+                    expected: digest,
+                    actual: claimed.to_owned(),
+                });
             }
         }
         for d in request.blobs {
             progress.send(JsonMessage::item(short_id(&d.digest), status::UPLOAD_COMPLETE));
         }
-        progress.send(JsonMessage::status(format!("{tag}: digest: {digest} size: {}", request.manifest.len())));
+        progress.send(JsonMessage::status(format!(
+            "{tag}: digest: {digest} size: {}",
+            request.manifest.len()
+        )));
         Ok(PushResult { tag: tag.to_owned(), digest, size: request.manifest.len() as i64 })
     }
 
-    async fn push_blob(&self, repo: &Repo, d: &Descriptor, blobs: &BlobStore, mount_from: Option<&str>, progress: &dyn Progress) -> Result<(), DistributionError> {
+    async fn push_blob(
+        &self,
+        repo: &Repo,
+        d: &Descriptor,
+        blobs: &BlobStore,
+        mount_from: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<(), DistributionError> {
         let id = short_id(&d.digest).to_owned();
         let rest = format!("blobs/{}", d.digest);
-        let reply = repo.send(Method::HEAD, Target::Repo(&rest), &HeaderMap::new(), &|| Ok(empty())).await?;
+        let reply = repo
+            .send(Method::HEAD, Target::Repo(&rest), &HeaderMap::new(), &|| Ok(empty()))
+            .await?;
         match reply.resp.status() {
             StatusCode::OK => {
                 progress.send(JsonMessage::item(id, "Layer already exists"));
@@ -140,15 +173,23 @@ impl RegistryClient {
             _ => return Err(fail(reply, "HEAD").await),
         }
         let uploads = match mount_from {
-            Some(from) => format!("blobs/uploads/?mount={}&from={}", auth::urlencode(&d.digest), auth::urlencode(from)),
+            Some(from) => format!(
+                "blobs/uploads/?mount={}&from={}",
+                auth::urlencode(&d.digest),
+                auth::urlencode(from)
+            ),
             None => "blobs/uploads/".to_owned(),
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-        let reply = repo.send(Method::POST, Target::Repo(&uploads), &headers, &|| Ok(empty())).await?;
+        let reply =
+            repo.send(Method::POST, Target::Repo(&uploads), &headers, &|| Ok(empty())).await?;
         match reply.resp.status() {
             StatusCode::CREATED if mount_from.is_some() => {
-                progress.send(JsonMessage::item(id, format!("Mounted from {}", mount_from.unwrap_or_default())));
+                progress.send(JsonMessage::item(
+                    id,
+                    format!("Mounted from {}", mount_from.unwrap_or_default()),
+                ));
                 return Ok(());
             }
             // 202: an upload session (also the registry's answer to a mount it cannot do).
@@ -163,7 +204,11 @@ impl RegistryClient {
             .ok_or_else(|| DistributionError::BadRedirect { url: reply.url.clone() })?;
         let base = resolve_location(repo.scheme(), &repo.host, location);
         let put_url = with_query(&base, "digest", &d.digest);
-        let size = u64::try_from(d.size).map_err(|_| DistributionError::SizeMismatch { digest: d.digest.clone(), expected: 0, actual: 0 })?;
+        let size = u64::try_from(d.size).map_err(|_| DistributionError::SizeMismatch {
+            digest: d.digest.clone(),
+            expected: 0,
+            actual: 0,
+        })?;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
@@ -173,14 +218,33 @@ impl RegistryClient {
         let sent2 = sent.clone();
         let make_body = move || -> Result<ReqBody, DistributionError> {
             let file = store.open_blob(&digest)?;
-            let len = file.metadata().map_err(|source| DistributionError::Io { path: digest.clone().into(), source })?.len();
+            let len = file
+                .metadata()
+                .map_err(|source| DistributionError::Io { path: digest.clone().into(), source })?
+                .len();
             if len != size {
-                return Err(DistributionError::SizeMismatch { digest: digest.clone(), expected: size, actual: len });
+                return Err(DistributionError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: size,
+                    actual: len,
+                });
             }
             sent2.store(0, Ordering::Relaxed);
-            Ok(FileBody { file: tokio::fs::File::from_std(file), remaining: size, sent: sent2.clone(), buf: vec![0; 64 << 10] }.boxed())
+            Ok(FileBody {
+                file: tokio::fs::File::from_std(file),
+                remaining: size,
+                sent: sent2.clone(),
+                buf: vec![0; 64 << 10],
+            }
+            .boxed())
         };
-        let mut meter = crate::progress::Meter::new(progress, &d.digest, status::UPLOADING, size, self.config().progress_interval);
+        let mut meter = crate::progress::Meter::new(
+            progress,
+            &d.digest,
+            status::UPLOADING,
+            size,
+            self.config().progress_interval,
+        );
         let put = repo.send(Method::PUT, Target::Absolute(&put_url), &headers, &make_body);
         tokio::pin!(put);
         let mut tick = tokio::time::interval(self.config().progress_interval);
@@ -210,7 +274,13 @@ mod tests {
 
     #[test]
     fn upload_urls() {
-        assert_eq!(with_query("http://h/v2/r/blobs/uploads/u?_state=x", "digest", "sha256:ab"), "http://h/v2/r/blobs/uploads/u?_state=x&digest=sha256%3Aab");
-        assert_eq!(with_query("http://h/u", "digest", "sha256:ab"), "http://h/u?digest=sha256%3Aab");
+        assert_eq!(
+            with_query("http://h/v2/r/blobs/uploads/u?_state=x", "digest", "sha256:ab"),
+            "http://h/v2/r/blobs/uploads/u?_state=x&digest=sha256%3Aab"
+        );
+        assert_eq!(
+            with_query("http://h/u", "digest", "sha256:ab"),
+            "http://h/u?digest=sha256%3Aab"
+        );
     }
 }

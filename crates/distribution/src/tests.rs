@@ -49,7 +49,11 @@ fn ok(body: impl Into<Bytes>) -> Answer {
 }
 
 fn status(code: u16) -> Answer {
-    Answer::Full(StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT), vec![], Bytes::new())
+    Answer::Full(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT),
+        vec![],
+        Bytes::new(),
+    )
 }
 
 type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
@@ -59,7 +63,10 @@ struct EndlessBody;
 impl Body for EndlessBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[0u8; 8192])))))
     }
 }
@@ -86,13 +93,26 @@ impl Fake {
                         let handler = handler.clone();
                         let log = log.clone();
                         async move {
-                            let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                            let (authorization, content_type) = (h("authorization"), h("content-type"));
+                            let h = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned()
+                            };
+                            let (authorization, content_type) =
+                                (h("authorization"), h("content-type"));
                             let method = req.method().to_string();
                             let path = req.uri().path().to_owned();
                             let query = req.uri().query().unwrap_or("").to_owned();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let seen = Seen { method, path, query, authorization, content_type, body };
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let seen =
+                                Seen { method, path, query, authorization, content_type, body };
                             let answer = handler(&seen);
                             log.lock().unwrap().push(seen);
                             let resp: Response<BoxBody<Bytes, Infallible>> = match answer {
@@ -139,7 +159,8 @@ fn client() -> RegistryClient {
     c.certs_dir = None;
     c.request_timeout = Duration::from_millis(500);
     c.connect_timeout = Duration::from_millis(500);
-    c.platform = TargetPlatform { os: "linux".into(), architecture: "amd64".into(), variant: String::new() };
+    c.platform =
+        TargetPlatform { os: "linux".into(), architecture: "amd64".into(), variant: String::new() };
     RegistryClient::new(c)
 }
 
@@ -198,7 +219,11 @@ fn store() -> (tempfile::TempDir, BlobStore) {
 
 fn nothing_left(tmp: &tempfile::TempDir, s: &BlobStore) {
     assert!(s.list().unwrap().is_empty(), "a blob became visible");
-    assert_eq!(std::fs::read_dir(tmp.path().join("storage/ingest")).unwrap().count(), 0, "ingest left behind");
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("storage/ingest")).unwrap().count(),
+        0,
+        "ingest left behind"
+    );
 }
 
 fn layer_desc(p: &Plugin) -> Descriptor {
@@ -232,7 +257,10 @@ async fn pulls_a_plugin_over_plain_http_after_https_fails() {
         ]
     );
     let statuses: Vec<String> = messages.lock().unwrap().iter().map(|m| m.status.clone()).collect();
-    assert_eq!(statuses.first().map(String::as_str), Some(format!("Pulling from {}/a/b", fake.addr).as_str()));
+    assert_eq!(
+        statuses.first().map(String::as_str),
+        Some(format!("Pulling from {}/a/b", fake.addr).as_str())
+    );
     for s in ["Pulling fs layer", "Downloading", "Download complete", "Already exists"] {
         assert!(statuses.iter().any(|x| x == s), "{s} in {statuses:?}");
     }
@@ -257,7 +285,10 @@ async fn bearer_challenge_with_moby_plugin_scope_and_basic_credentials() {
             if s.authorization != "Bearer T0K" {
                 return Answer::Full(
                     StatusCode::UNAUTHORIZED,
-                    vec![("www-authenticate", format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\""))],
+                    vec![(
+                        "www-authenticate",
+                        format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\""),
+                    )],
                     Bytes::new(),
                 );
             }
@@ -265,16 +296,22 @@ async fn bearer_challenge_with_moby_plugin_scope_and_basic_credentials() {
         })
         .await
     };
-    let auth = AuthConfig { username: "me".into(), password: "secret".into(), ..AuthConfig::default() };
+    let auth =
+        AuthConfig { username: "me".into(), password: "secret".into(), ..AuthConfig::default() };
     let c = client();
-    let resolved = c.resolve(&fake2.reference("a/b:1"), &auth, &dockplug_manager::NoProgress).await.unwrap();
+    let resolved =
+        c.resolve(&fake2.reference("a/b:1"), &auth, &dockplug_manager::NoProgress).await.unwrap();
     assert_eq!(resolved.config, p.config.to_vec());
     // One 401, one token, then the manifest and config with the token (cached).
     assert_eq!(fake.requests(), vec!["GET /token".to_owned()]);
     assert_eq!(fake2.requests().len(), 3, "{:?}", fake2.requests());
     // Wrong password: the token server refuses, a typed error.
-    let bad = AuthConfig { username: "me".into(), password: "nope".into(), ..AuthConfig::default() };
-    let err = client().resolve(&fake2.reference("a/b:1"), &bad, &dockplug_manager::NoProgress).await.unwrap_err();
+    let bad =
+        AuthConfig { username: "me".into(), password: "nope".into(), ..AuthConfig::default() };
+    let err = client()
+        .resolve(&fake2.reference("a/b:1"), &bad, &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
 }
 
@@ -296,13 +333,20 @@ async fn identity_token_is_exchanged_with_the_oauth_post() {
     let p2 = p.clone();
     let fake = Fake::start(move |s| {
         if s.authorization != "Bearer ACCESS" {
-            return Answer::Full(StatusCode::UNAUTHORIZED, vec![("www-authenticate", format!("Bearer realm=\"{realm}\",service=\"reg\""))], Bytes::new());
+            return Answer::Full(
+                StatusCode::UNAUTHORIZED,
+                vec![("www-authenticate", format!("Bearer realm=\"{realm}\",service=\"reg\""))],
+                Bytes::new(),
+            );
         }
         p2.answer("a/b", s)
     })
     .await;
     let auth = AuthConfig { identitytoken: "REFRESH".into(), ..AuthConfig::default() };
-    let resolved = client().resolve(&fake.reference("a/b:1"), &auth, &dockplug_manager::NoProgress).await.unwrap();
+    let resolved = client()
+        .resolve(&fake.reference("a/b:1"), &auth, &dockplug_manager::NoProgress)
+        .await
+        .unwrap();
     assert_eq!(resolved.digest, sha256(&p.manifest));
     assert_eq!(token_server.requests(), vec!["POST /oauth".to_owned()]);
 }
@@ -313,34 +357,54 @@ async fn registry_token_is_sent_as_is_and_basic_challenges_get_basic() {
     let p2 = p.clone();
     let bearer = Fake::start(move |s| {
         if s.authorization != "Bearer REGTOKEN" {
-            return Answer::Full(StatusCode::UNAUTHORIZED, vec![("www-authenticate", "Bearer realm=\"http://127.0.0.1:1/never\"".into())], Bytes::new());
+            return Answer::Full(
+                StatusCode::UNAUTHORIZED,
+                vec![("www-authenticate", "Bearer realm=\"http://127.0.0.1:1/never\"".into())],
+                Bytes::new(),
+            );
         }
         p2.answer("a/b", s)
     })
     .await;
     let auth = AuthConfig { registrytoken: "REGTOKEN".into(), ..AuthConfig::default() };
-    client().resolve(&bearer.reference("a/b:1"), &auth, &dockplug_manager::NoProgress).await.unwrap();
+    client()
+        .resolve(&bearer.reference("a/b:1"), &auth, &dockplug_manager::NoProgress)
+        .await
+        .unwrap();
     let p3 = p.clone();
     let basic = Fake::start(move |s| {
         if s.authorization != "Basic dTpw" {
-            return Answer::Full(StatusCode::UNAUTHORIZED, vec![("www-authenticate", "Basic realm=\"Registry Realm\"".into())], Bytes::new());
+            return Answer::Full(
+                StatusCode::UNAUTHORIZED,
+                vec![("www-authenticate", "Basic realm=\"Registry Realm\"".into())],
+                Bytes::new(),
+            );
         }
         p3.answer("a/b", s)
     })
     .await;
     let auth = AuthConfig { username: "u".into(), password: "p".into(), ..AuthConfig::default() };
-    client().resolve(&basic.reference("a/b:1"), &auth, &dockplug_manager::NoProgress).await.unwrap();
+    client()
+        .resolve(&basic.reference("a/b:1"), &auth, &dockplug_manager::NoProgress)
+        .await
+        .unwrap();
     // The first request learns the challenge; the config request sends Basic at once.
     assert_eq!(basic.requests().len(), 3);
     // Without credentials a Basic challenge is a clear refusal.
-    let err = client().resolve(&basic.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let err = client()
+        .resolve(&basic.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn unauthorized_without_challenge_and_failing_or_hanging_token_servers() {
     let none = Fake::start(|_| status(401)).await;
-    let err = client().resolve(&none.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let err = client()
+        .resolve(&none.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::NoChallenge { .. }), "{err:?}");
 
     for (answer, check) in [
@@ -356,11 +420,18 @@ async fn unauthorized_without_challenge_and_failing_or_hanging_token_servers() {
         .await;
         let realm = format!("http://{}/token", token.addr);
         let reg = Fake::start(move |_| {
-            Answer::Full(StatusCode::UNAUTHORIZED, vec![("www-authenticate", format!("Bearer realm=\"{realm}\""))], Bytes::new())
+            Answer::Full(
+                StatusCode::UNAUTHORIZED,
+                vec![("www-authenticate", format!("Bearer realm=\"{realm}\""))],
+                Bytes::new(),
+            )
         })
         .await;
         let started = std::time::Instant::now();
-        let err = client().resolve(&reg.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+        let err = client()
+            .resolve(&reg.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(check), "{answer}: {err}");
         assert!(started.elapsed() < Duration::from_secs(5), "deadline not applied");
     }
@@ -382,15 +453,32 @@ async fn blob_with_wrong_digest_short_long_or_endless_never_becomes_visible() {
             1 => ok("the real"),
             2 => ok("the real layer and more"),
             3 => Answer::Endless,
-            _ => Answer::Full(StatusCode::OK, vec![("content-length", "99999999".into())], Bytes::new()),
+            _ => Answer::Full(
+                StatusCode::OK,
+                vec![("content-length", "99999999".into())],
+                Bytes::new(),
+            ),
         })
         .await;
         let (tmp, s) = store();
-        let err = client().fetch_blob(&fake.reference("a/b:1"), &AuthConfig::default(), &desc, &s, &dockplug_manager::NoProgress).await;
+        let err = client()
+            .fetch_blob(
+                &fake.reference("a/b:1"),
+                &AuthConfig::default(),
+                &desc,
+                &s,
+                &dockplug_manager::NoProgress,
+            )
+            .await;
         let err = err.expect_err(name);
         match answer {
-            0 => assert!(matches!(err, DistributionError::DigestMismatch { .. }), "{name}: {err:?}"),
-            _ => assert!(matches!(err, DistributionError::SizeMismatch { .. }) || err.is_transport(), "{name}: {err:?}"),
+            0 => {
+                assert!(matches!(err, DistributionError::DigestMismatch { .. }), "{name}: {err:?}")
+            }
+            _ => assert!(
+                matches!(err, DistributionError::SizeMismatch { .. }) || err.is_transport(),
+                "{name}: {err:?}"
+            ),
         }
         nothing_left(&tmp, &s);
     }
@@ -399,28 +487,51 @@ async fn blob_with_wrong_digest_short_long_or_endless_never_becomes_visible() {
 #[tokio::test]
 async fn huge_manifest_redirect_loop_and_bad_digests() {
     let huge = Fake::start(|_| ok(vec![b' '; 5 << 20])).await;
-    let err = client().resolve(&huge.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
-    assert!(matches!(err, DistributionError::TooLarge { limit, .. } if limit == 4 << 20), "{err:?}");
+    let err = client()
+        .resolve(&huge.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DistributionError::TooLarge { limit, .. } if limit == 4 << 20),
+        "{err:?}"
+    );
 
-    let looping = Fake::start(|s| Answer::Full(StatusCode::FOUND, vec![("location", format!("{}x", s.path))], Bytes::new())).await;
-    let err = client().resolve(&looping.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let looping = Fake::start(|s| {
+        Answer::Full(StatusCode::FOUND, vec![("location", format!("{}x", s.path))], Bytes::new())
+    })
+    .await;
+    let err = client()
+        .resolve(&looping.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::TooManyRedirects { limit: 10, .. }), "{err:?}");
     assert_eq!(looping.requests().len(), 11);
 
     // A manifest whose bytes do not hash to the Docker-Content-Digest it claims.
     let p = Plugin::new(b"l");
     let lying = Fake::start(move |_| {
-        Answer::Full(StatusCode::OK, vec![("docker-content-digest", sha256(b"other"))], p.manifest.clone())
+        Answer::Full(
+            StatusCode::OK,
+            vec![("docker-content-digest", sha256(b"other"))],
+            p.manifest.clone(),
+        )
     })
     .await;
-    let err = client().resolve(&lying.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let err = client()
+        .resolve(&lying.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::DigestMismatch { .. }), "{err:?}");
 
     // A manifest naming a config by a path-like "digest".
-    let evil = ImageManifest::plugin(Descriptor::plugin_config("sha256:../../../etc/passwd", 3), vec![]);
+    let evil =
+        ImageManifest::plugin(Descriptor::plugin_config("sha256:../../../etc/passwd", 3), vec![]);
     let evil = Bytes::from(evil.to_bytes().unwrap());
     let fake = Fake::start(move |_| ok(evil.clone())).await;
-    let err = client().resolve(&fake.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let err = client()
+        .resolve(&fake.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::InvalidDigest { .. }), "{err:?}");
 }
 
@@ -429,15 +540,31 @@ async fn index_platforms_and_image_configs() {
     let amd = Plugin::new(b"amd64 layer");
     let arm = Plugin::new(b"arm64 layer");
     let entry = |p: &Plugin, arch: &str| Descriptor {
-        platform: Some(registry::Platform { os: "linux".into(), architecture: arch.into(), ..Default::default() }),
-        ..Descriptor::new(registry::DOCKER_MANIFEST_V2, sha256(&p.manifest), p.manifest.len() as i64)
+        platform: Some(registry::Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            ..Default::default()
+        }),
+        ..Descriptor::new(
+            registry::DOCKER_MANIFEST_V2,
+            sha256(&p.manifest),
+            p.manifest.len() as i64,
+        )
     };
-    let index = ImageIndex { schema_version: 2, media_type: registry::OCI_INDEX.into(), manifests: vec![entry(&arm, "arm64"), entry(&amd, "amd64")] };
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: registry::OCI_INDEX.into(),
+        manifests: vec![entry(&arm, "arm64"), entry(&amd, "amd64")],
+    };
     let index = Bytes::from(serde_json::to_vec(&index).unwrap());
     let (amd2, arm2, index2) = (amd.clone(), arm.clone(), index.clone());
     let fake = Fake::start(move |s| {
         if s.path.ends_with("/manifests/multi") {
-            return Answer::Full(StatusCode::OK, vec![("content-type", registry::OCI_INDEX.into())], index2.clone());
+            return Answer::Full(
+                StatusCode::OK,
+                vec![("content-type", registry::OCI_INDEX.into())],
+                index2.clone(),
+            );
         }
         if s.path.ends_with(&format!("/manifests/{}", sha256(&arm2.manifest))) {
             return ok(arm2.manifest.clone());
@@ -445,17 +572,40 @@ async fn index_platforms_and_image_configs() {
         amd2.answer("a/b", s)
     })
     .await;
-    let r = client().resolve(&fake.reference("a/b:multi"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap();
+    let r = client()
+        .resolve(
+            &fake.reference("a/b:multi"),
+            &AuthConfig::default(),
+            &dockplug_manager::NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.digest, sha256(&amd.manifest));
     let mut arm_cfg = RegistryConfig::default();
     arm_cfg.certs_dir = None;
-    arm_cfg.platform = TargetPlatform { os: "linux".into(), architecture: "arm64".into(), variant: "v8".into() };
-    let r = RegistryClient::new(arm_cfg).resolve(&fake.reference("a/b:multi"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap();
+    arm_cfg.platform =
+        TargetPlatform { os: "linux".into(), architecture: "arm64".into(), variant: "v8".into() };
+    let r = RegistryClient::new(arm_cfg)
+        .resolve(
+            &fake.reference("a/b:multi"),
+            &AuthConfig::default(),
+            &dockplug_manager::NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.digest, sha256(&arm.manifest));
     let mut s390 = RegistryConfig::default();
     s390.certs_dir = None;
-    s390.platform = TargetPlatform { os: "linux".into(), architecture: "s390x".into(), variant: String::new() };
-    let err = RegistryClient::new(s390).resolve(&fake.reference("a/b:multi"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    s390.platform =
+        TargetPlatform { os: "linux".into(), architecture: "s390x".into(), variant: String::new() };
+    let err = RegistryClient::new(s390)
+        .resolve(
+            &fake.reference("a/b:multi"),
+            &AuthConfig::default(),
+            &dockplug_manager::NoProgress,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, DistributionError::NoMatchingPlatform { .. }), "{err:?}");
 
     // An image, not a plugin: Moby's text.
@@ -465,7 +615,10 @@ async fn index_platforms_and_image_configs() {
     };
     let image = Bytes::from(image.to_bytes().unwrap());
     let fake = Fake::start(move |_| ok(image.clone())).await;
-    let err = client().resolve(&fake.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress).await.unwrap_err();
+    let err = client()
+        .resolve(&fake.reference("a/b:1"), &AuthConfig::default(), &dockplug_manager::NoProgress)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching");
 }
 
@@ -479,9 +632,19 @@ async fn push_sends_the_stored_manifest_and_falls_back_when_a_mount_gets_202() {
     let layer_digest = w.commit().unwrap();
     let fake = Fake::start(move |s| match (s.method.as_str(), s.path.as_str()) {
         ("HEAD", _) => status(404),
-        ("POST", _) => Answer::Full(StatusCode::ACCEPTED, vec![("location", "/v2/a/b/blobs/uploads/u1?_state=st".into())], Bytes::new()),
-        ("PUT", p) if p.starts_with("/v2/a/b/blobs/uploads/u1") => Answer::Full(StatusCode::CREATED, vec![], Bytes::new()),
-        ("PUT", "/v2/a/b/manifests/1") => Answer::Full(StatusCode::CREATED, vec![("docker-content-digest", sha256(&s.body))], Bytes::new()),
+        ("POST", _) => Answer::Full(
+            StatusCode::ACCEPTED,
+            vec![("location", "/v2/a/b/blobs/uploads/u1?_state=st".into())],
+            Bytes::new(),
+        ),
+        ("PUT", p) if p.starts_with("/v2/a/b/blobs/uploads/u1") => {
+            Answer::Full(StatusCode::CREATED, vec![], Bytes::new())
+        }
+        ("PUT", "/v2/a/b/manifests/1") => Answer::Full(
+            StatusCode::CREATED,
+            vec![("docker-content-digest", sha256(&s.body))],
+            Bytes::new(),
+        ),
         _ => status(400),
     })
     .await;
@@ -492,20 +655,46 @@ async fn push_sends_the_stored_manifest_and_falls_back_when_a_mount_gets_202() {
         Descriptor::gzip_layer(layer_digest.clone(), p.layer.len() as i64),
     ];
     let auth = AuthConfig::default();
-    let req = PushRequest::new(&r, &auth, &p.manifest, registry::DOCKER_MANIFEST_V2, &blobs).mount_from(Some(&from));
+    let req = PushRequest::new(&r, &auth, &p.manifest, registry::DOCKER_MANIFEST_V2, &blobs)
+        .mount_from(Some(&from));
     let result = client().push(req, &s, &dockplug_manager::NoProgress).await.unwrap();
-    assert_eq!((result.tag.as_str(), result.digest.clone(), result.size), ("1", sha256(&p.manifest), p.manifest.len() as i64));
+    assert_eq!(
+        (result.tag.as_str(), result.digest.clone(), result.size),
+        ("1", sha256(&p.manifest), p.manifest.len() as i64)
+    );
     let seen = fake.seen();
-    let lines: Vec<String> = seen.iter().map(|s| format!("{} {}{}", s.method, s.path, if s.query.is_empty() { String::new() } else { format!("?{}", s.query) })).collect();
+    let lines: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}{}",
+                s.method,
+                s.path,
+                if s.query.is_empty() { String::new() } else { format!("?{}", s.query) }
+            )
+        })
+        .collect();
     assert_eq!(
         lines,
         vec![
             format!("HEAD /v2/a/b/blobs/{config_digest}"),
-            format!("POST /v2/a/b/blobs/uploads/?mount={}&from=src%2Fx", config_digest.replace(':', "%3A")),
-            format!("PUT /v2/a/b/blobs/uploads/u1?_state=st&digest={}", config_digest.replace(':', "%3A")),
+            format!(
+                "POST /v2/a/b/blobs/uploads/?mount={}&from=src%2Fx",
+                config_digest.replace(':', "%3A")
+            ),
+            format!(
+                "PUT /v2/a/b/blobs/uploads/u1?_state=st&digest={}",
+                config_digest.replace(':', "%3A")
+            ),
             format!("HEAD /v2/a/b/blobs/{layer_digest}"),
-            format!("POST /v2/a/b/blobs/uploads/?mount={}&from=src%2Fx", layer_digest.replace(':', "%3A")),
-            format!("PUT /v2/a/b/blobs/uploads/u1?_state=st&digest={}", layer_digest.replace(':', "%3A")),
+            format!(
+                "POST /v2/a/b/blobs/uploads/?mount={}&from=src%2Fx",
+                layer_digest.replace(':', "%3A")
+            ),
+            format!(
+                "PUT /v2/a/b/blobs/uploads/u1?_state=st&digest={}",
+                layer_digest.replace(':', "%3A")
+            ),
             "PUT /v2/a/b/manifests/1".to_owned(),
         ]
     );

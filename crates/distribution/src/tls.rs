@@ -193,7 +193,10 @@ mod tests {
         // A client certificate without its key is refused with Moby's text.
         std::fs::write(host.join("client.cert"), ca.cert.pem()).unwrap();
         let err = client_config("reg.example:5000", Some(tmp.path()), false).unwrap_err();
-        assert!(err.to_string().contains("missing key client.key for client certificate client.cert"), "{err}");
+        assert!(
+            err.to_string().contains("missing key client.key for client certificate client.cert"),
+            "{err}"
+        );
         std::fs::write(host.join("client.key"), ca.key_pair.serialize_pem()).unwrap();
         assert!(client_config("reg.example:5000", Some(tmp.path()), false).is_ok());
         // A CA file that holds no certificate is refused.

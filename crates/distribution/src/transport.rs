@@ -65,11 +65,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `host` and port of an authority (`[::1]:5000` gives `::1`, 5000).
 fn host_port(authority: &str, scheme: Scheme) -> (String, u16) {
     let host = host_of(authority).to_owned();
-    let after_host = authority.strip_prefix('[').map_or(authority, |r| r.split_once(']').map_or("", |(_, a)| a));
-    let port = after_host
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(match scheme {
+    let after_host =
+        authority.strip_prefix('[').map_or(authority, |r| r.split_once(']').map_or("", |(_, a)| a));
+    let port =
+        after_host.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(match scheme {
             Scheme::Https => 443,
             Scheme::Http => 80,
         });
@@ -103,10 +102,11 @@ impl Transport {
         let (host, port) = host_port(authority, scheme);
         let deadline = self.config.connect_timeout;
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connect deadline passed");
-        let tcp = tokio::time::timeout(deadline, tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| conn_err(timed_out()))?
-            .map_err(conn_err)?;
+        let tcp =
+            tokio::time::timeout(deadline, tokio::net::TcpStream::connect((host.as_str(), port)))
+                .await
+                .map_err(|_| conn_err(timed_out()))?
+                .map_err(conn_err)?;
         let _ = tcp.set_nodelay(true);
         match scheme {
             Scheme::Http => self.handshake(TokioIo::new(tcp), authority).await,
@@ -158,7 +158,8 @@ impl Transport {
         let mut body = Some(body);
         let mut method = method;
         for _ in 0..=self.config.max_redirects {
-            let uri: Uri = url.parse().map_err(|_| DistributionError::BadRedirect { url: url.clone() })?;
+            let uri: Uri =
+                url.parse().map_err(|_| DistributionError::BadRedirect { url: url.clone() })?;
             let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
                 (Some("https"), Some(a)) => (Scheme::Https, a.as_str().to_owned()),
                 (Some("http"), Some(a)) => (Scheme::Http, a.as_str().to_owned()),
@@ -208,7 +209,8 @@ impl Transport {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| DistributionError::BadRedirect { url: url.clone() })?;
             let next = resolve_location(scheme, &authority, location);
-            let next_authority = next.parse::<Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string()));
+            let next_authority =
+                next.parse::<Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string()));
             if next_authority.as_deref() != Some(authority.as_str()) {
                 headers.remove(header::AUTHORIZATION);
             }
@@ -266,17 +268,17 @@ pub(crate) async fn next_frame(
     timeout: Duration,
 ) -> Result<Option<Bytes>, DistributionError> {
     loop {
-        let frame = tokio::time::timeout(timeout, body.frame())
-            .await
-            .map_err(|_| DistributionError::Timeout {
-                method: "GET".into(),
-                url: url.to_owned(),
-                after: timeout,
-            })?;
+        let frame = tokio::time::timeout(timeout, body.frame()).await.map_err(|_| {
+            DistributionError::Timeout { method: "GET".into(), url: url.to_owned(), after: timeout }
+        })?;
         match frame {
             None => return Ok(None),
             Some(Err(source)) => {
-                return Err(DistributionError::Http { method: "GET".into(), url: url.to_owned(), source })
+                return Err(DistributionError::Http {
+                    method: "GET".into(),
+                    url: url.to_owned(),
+                    source,
+                })
             }
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {

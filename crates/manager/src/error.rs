@@ -65,6 +65,12 @@ pub enum ManagerError {
         /// The plugin name.
         name: String,
     },
+    /// Upgrade of an enabled plugin (Moby's text).
+    #[error("plugin must be disabled before upgrading: plugin {name} is enabled")]
+    UpgradeEnabled {
+        /// The plugin name.
+        name: String,
+    },
     /// Remove of an enabled plugin without force.
     #[error("plugin {name} is enabled")]
     Enabled {
@@ -189,7 +195,8 @@ impl ManagerError {
             | ManagerError::AlreadyDisabled { .. }
             | ManagerError::Disabled { .. }
             | ManagerError::InUse { .. }
-            | ManagerError::Enabled { .. } => 409,
+            | ManagerError::Enabled { .. }
+            | ManagerError::UpgradeEnabled { .. } => 409,
             ManagerError::Remote(e) => match e.kind {
                 crate::distribution::RemoteErrorKind::NotFound => 404,
                 crate::distribution::RemoteErrorKind::Unauthorized => 401,

@@ -14,7 +14,9 @@ use flate2::read::GzDecoder;
 use tar::{Archive, EntryType};
 
 use crate::blobs::BlobStore;
-use crate::context::{chown, clean, clear_slot, ensure_parents, symlink_stays_inside, ContextError};
+use crate::context::{
+    chown, clean, clear_slot, ensure_parents, symlink_stays_inside, ContextError,
+};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -50,7 +52,10 @@ pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextErr
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             continue;
         }
@@ -58,7 +63,8 @@ pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextErr
         let rel = clean(&raw)?;
         if rel.as_os_str().is_empty() {
             if kind == EntryType::Directory {
-                dir_modes.push((root.to_path_buf(), entry.header().mode().unwrap_or(0o755) & 0o7777));
+                dir_modes
+                    .push((root.to_path_buf(), entry.header().mode().unwrap_or(0o755) & 0o7777));
             }
             continue;
         }
@@ -94,17 +100,27 @@ pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextErr
             EntryType::Regular | EntryType::Continuous => {
                 ensure_parents(root, &rel, &raw)?;
                 clear_slot(&dest, false)?;
-                let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&dest).map_err(werr)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(werr)?;
                 io::copy(&mut entry, &mut f).map_err(read_err)?;
                 drop(f);
-                fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777)).map_err(werr)?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
+                    .map_err(werr)?;
                 chown(&dest, &header);
                 if mode & 0o7000 != 0 {
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(werr)?;
                 }
             }
             EntryType::Symlink => {
-                let target = entry.link_name().map_err(read_err)?.map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name()
+                    .map_err(read_err)?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 if target.as_os_str().is_empty() || !symlink_stays_inside(&rel, &target) {
                     return Err(ContextError::SymlinkEscape { path: raw, target });
                 }
@@ -114,8 +130,15 @@ pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextErr
                 chown(&dest, &header);
             }
             EntryType::Link => {
-                let target_raw = entry.link_name().map_err(read_err)?.map(|t| t.into_owned()).unwrap_or_default();
-                let escape = || ContextError::HardlinkEscape { path: raw.clone(), target: target_raw.clone() };
+                let target_raw = entry
+                    .link_name()
+                    .map_err(read_err)?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let escape = || ContextError::HardlinkEscape {
+                    path: raw.clone(),
+                    target: target_raw.clone(),
+                };
                 let target_rel = clean(&target_raw).map_err(|_| escape())?;
                 if target_rel.as_os_str().is_empty() {
                     return Err(escape());
@@ -132,7 +155,9 @@ pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextErr
                     fs::hard_link(&target_abs, &dest).map_err(werr)?;
                 }
             }
-            EntryType::Char | EntryType::Block => return Err(ContextError::DeviceNode { path: raw }),
+            EntryType::Char | EntryType::Block => {
+                return Err(ContextError::DeviceNode { path: raw })
+            }
             _ => return Err(ContextError::Unsupported { path: raw }),
         }
     }
@@ -219,7 +244,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fs::read(root.join("bin/c")).unwrap(), b"a");
-        apply_from(&tar_of(&[E::File("bin/.wh.b", b""), E::File("etc/.wh..wh..opq", b""), E::File("etc/y", b"y")])[..], root).unwrap();
+        apply_from(
+            &tar_of(&[
+                E::File("bin/.wh.b", b""),
+                E::File("etc/.wh..wh..opq", b""),
+                E::File("etc/y", b"y"),
+            ])[..],
+            root,
+        )
+        .unwrap();
         assert!(!root.join("bin/b").exists());
         assert!(root.join("bin/a").exists());
         assert!(!root.join("etc/x").exists());
@@ -243,7 +276,10 @@ mod tests {
             let root = tmp.path().join("rootfs");
             fs::create_dir(&root).unwrap();
             assert!(apply_from(&data[..], &root).is_err(), "{name}");
-            assert!(!tmp.path().join("escape").exists() && !tmp.path().join("etc").exists(), "{name}");
+            assert!(
+                !tmp.path().join("escape").exists() && !tmp.path().join("etc").exists(),
+                "{name}"
+            );
         }
     }
 }

@@ -31,6 +31,7 @@ mod push;
 mod query;
 mod restore;
 mod supervise;
+mod upgrade;
 
 pub use daemon_event::DaemonEvent;
 use daemon_event::DaemonEventSink;

@@ -107,9 +107,12 @@ pub(crate) fn parse_remote(remote: &str) -> Result<Reference, ManagerError> {
 fn local_name(remote: &Reference, name: Option<&str>) -> Result<String, ManagerError> {
     let wanted = match name {
         Some(n) if !n.is_empty() => n.to_owned(),
-        _ => format!("{}:{}", remote.familiar_name(), remote.tag().unwrap_or(reference::DEFAULT_TAG)),
+        _ => {
+            format!("{}:{}", remote.familiar_name(), remote.tag().unwrap_or(reference::DEFAULT_TAG))
+        }
     };
-    reference::normalize(&wanted).map_err(|source| ManagerError::InvalidName { name: wanted.clone(), source })
+    reference::normalize(&wanted)
+        .map_err(|source| ManagerError::InvalidName { name: wanted.clone(), source })
 }
 
 impl<E: Executor> Manager<E> {
@@ -202,12 +205,19 @@ impl<E: Executor> Manager<E> {
             Ok(())
         })
         .await
-        .map_err(|e| ManagerError::io("store", self.inner.config.root.join("storage"))(std::io::Error::other(e)))??;
+        .map_err(|e| {
+            ManagerError::io("store", self.inner.config.root.join("storage"))(
+                std::io::Error::other(e),
+            )
+        })??;
         Ok((resolved, config))
     }
 
     /// Applies the layers of `resolved`, in order, onto a new staging rootfs in `<root>/tmp`.
-    pub(crate) async fn stage(&self, resolved: &Resolved) -> Result<std::path::PathBuf, ManagerError> {
+    pub(crate) async fn stage(
+        &self,
+        resolved: &Resolved,
+    ) -> Result<std::path::PathBuf, ManagerError> {
         let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
         let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
         let blobs = self.inner.blobs.clone();

@@ -35,35 +35,42 @@ impl<E: Executor> Manager<E> {
         let (manifest, parsed) = {
             let record = record.clone();
             let blobs = blobs.clone();
-            tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, ImageManifest), ManagerError> {
-                if blobs.contains(&record.manifest) {
-                    let bytes = blobs.get(&record.manifest)?;
-                    let parsed: ImageManifest =
-                        serde_json::from_slice(&bytes).map_err(ManagerError::ConfigParse)?;
-                    return Ok((bytes, parsed));
-                }
-                let size = |d: &str| -> Result<i64, ManagerError> {
-                    let f = blobs.open_blob(d)?;
-                    let len = f.metadata().map_err(ManagerError::io("stat", d.to_owned()))?.len();
-                    Ok(i64::try_from(len).unwrap_or(i64::MAX))
-                };
-                let layers = record
-                    .blobsums
-                    .clone()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|d| Ok(Descriptor::gzip_layer(d.clone(), size(d)?)))
-                    .collect::<Result<Vec<_>, ManagerError>>()?;
-                let m = ImageManifest::plugin(
-                    Descriptor::plugin_config(record.config.clone(), size(&record.config)?),
-                    layers,
-                );
-                let bytes = m.to_bytes().map_err(ManagerError::ConfigParse)?;
-                blobs.put(&bytes)?;
-                Ok((bytes, m))
-            })
+            tokio::task::spawn_blocking(
+                move || -> Result<(Vec<u8>, ImageManifest), ManagerError> {
+                    if blobs.contains(&record.manifest) {
+                        let bytes = blobs.get(&record.manifest)?;
+                        let parsed: ImageManifest =
+                            serde_json::from_slice(&bytes).map_err(ManagerError::ConfigParse)?;
+                        return Ok((bytes, parsed));
+                    }
+                    let size = |d: &str| -> Result<i64, ManagerError> {
+                        let f = blobs.open_blob(d)?;
+                        let len =
+                            f.metadata().map_err(ManagerError::io("stat", d.to_owned()))?.len();
+                        Ok(i64::try_from(len).unwrap_or(i64::MAX))
+                    };
+                    let layers = record
+                        .blobsums
+                        .clone()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|d| Ok(Descriptor::gzip_layer(d.clone(), size(d)?)))
+                        .collect::<Result<Vec<_>, ManagerError>>()?;
+                    let m = ImageManifest::plugin(
+                        Descriptor::plugin_config(record.config.clone(), size(&record.config)?),
+                        layers,
+                    );
+                    let bytes = m.to_bytes().map_err(ManagerError::ConfigParse)?;
+                    blobs.put(&bytes)?;
+                    Ok((bytes, m))
+                },
+            )
             .await
-            .map_err(|e| ManagerError::io("read", self.inner.config.root.join("storage"))(std::io::Error::other(e)))??
+            .map_err(|e| {
+                ManagerError::io("read", self.inner.config.root.join("storage"))(
+                    std::io::Error::other(e),
+                )
+            })??
         };
         let mut descriptors = vec![parsed.config.clone()];
         descriptors.extend(parsed.layers.iter().cloned());

@@ -339,6 +339,15 @@ impl Entry {
 
 /// Proof that the caller holds a plugin's operation lock, and the only way to change its
 /// record. Dereferences to the [`Entry`].
+/// What an upgrade changes in a record.
+pub(crate) struct Upgraded {
+    pub config: dockplug_protocol::PluginConfig,
+    pub config_digest: String,
+    pub manifest_digest: String,
+    pub blobsums: Vec<String>,
+    pub plugin_reference: String,
+}
+
 pub(crate) struct OpGuard<'a> {
     entry: &'a Entry,
     _guard: tokio::sync::MutexGuard<'a, ()>,
@@ -385,6 +394,20 @@ impl OpGuard<'_> {
     /// Applies `set` arguments (all or nothing; see [`settable::apply`]).
     pub(crate) fn set_settings(&self, args: &[String]) -> Result<(), ManagerError> {
         self.update(|r| Ok(settable::apply(Arc::make_mut(&mut r.plugin), args)?))
+    }
+
+    /// Records an upgrade (Moby's `Upgrade`): the new config, its blobs and the remote
+    /// reference; ID, name, settings and `Enabled` (false) are kept.
+    pub(crate) fn set_upgraded(&self, upgrade: Upgraded) -> Result<(), ManagerError> {
+        self.update(|r| {
+            let plugin = Arc::make_mut(&mut r.plugin);
+            plugin.config = upgrade.config;
+            plugin.plugin_reference = upgrade.plugin_reference;
+            r.config = upgrade.config_digest;
+            r.manifest = upgrade.manifest_digest;
+            r.blobsums = Some(upgrade.blobsums);
+            Ok(())
+        })
     }
 
     /// The plugin's directory is gone: it counts as removed from now on.

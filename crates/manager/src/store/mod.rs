@@ -23,7 +23,7 @@ use crate::{fsutil, reference};
 mod entry;
 
 pub use entry::RunState;
-pub(crate) use entry::{Entry, ExitKind, OpGuard, Record};
+pub(crate) use entry::{Entry, ExitKind, OpGuard, Record, Upgraded};
 
 /// How a capability lookup changes the reference count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
