@@ -4,5 +4,6 @@ mod events;
 mod fake;
 mod plugins;
 mod real;
+mod registry;
 mod serve;
 mod system;

@@ -24,14 +24,14 @@ type Running = (PathBuf, tokio::task::JoinHandle<()>);
 
 /// Serves each plugin's socket from a task; a signal ends it.
 #[derive(Clone)]
-struct SocketExecutor {
+pub(crate) struct SocketExecutor {
     tasks: Arc<Mutex<HashMap<String, Running>>>,
     exits: ExitSender,
     rx: Arc<Mutex<Option<ExitReceiver>>>,
 }
 
 impl SocketExecutor {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (exits, rx) = exit_channel();
         Self { tasks: Arc::default(), exits, rx: Arc::new(Mutex::new(Some(rx))) }
     }
@@ -87,7 +87,7 @@ impl Executor for SocketExecutor {
     }
 }
 
-const CONFIG: &str = r#"{
+pub(crate) const CONFIG: &str = r#"{
   "Description": "engine test volume plugin",
   "Entrypoint": ["/bin/plugin"],
   "Interface": {"Socket": "plugin.sock", "Types": ["docker.volumedriver/1.0"]},
