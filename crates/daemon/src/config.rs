@@ -62,6 +62,12 @@ pub struct Flags {
     /// Where v1 plugin spec files are found (repeatable; Moby's directories by default).
     #[arg(long = "spec-dir", value_name = "DIR")]
     pub spec_dirs: Vec<PathBuf>,
+    /// An authorization plugin every request goes through, v1 or v2 (repeatable; in order).
+    #[arg(long = "authorization-plugin", value_name = "NAME")]
+    pub authz_plugins: Vec<String>,
+    /// How long each authorization plugin call may take before the request fails (500).
+    #[arg(long = "authorization-plugin-timeout", value_name = "SECONDS", default_value_t = 30)]
+    pub authz_timeout_secs: u64,
     /// The socket probed for a system containerd when no --containerd is given.
     #[arg(long = "system-containerd", value_name = "SOCK", default_value = SYSTEM_CONTAINERD, hide = true)]
     pub system_containerd: PathBuf,
@@ -100,6 +106,10 @@ pub struct Config {
     pub socket_dirs: Vec<PathBuf>,
     /// `--spec-dir`.
     pub spec_dirs: Vec<PathBuf>,
+    /// `--authorization-plugin`, in order.
+    pub authz_plugins: Vec<String>,
+    /// `--authorization-plugin-timeout`.
+    pub authz_timeout: std::time::Duration,
     /// The system containerd's socket.
     pub system_containerd: PathBuf,
     /// The binary of a private containerd.
@@ -132,6 +142,8 @@ impl Config {
             log_filter: log_filter(&flags.log_level)?,
             socket_dirs: flags.socket_dirs,
             spec_dirs: flags.spec_dirs,
+            authz_plugins: flags.authz_plugins,
+            authz_timeout: std::time::Duration::from_secs(flags.authz_timeout_secs.max(1)),
             system_containerd: flags.system_containerd,
             containerd_binary: flags.containerd_binary,
         })

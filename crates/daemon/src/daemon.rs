@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
-use dockplug_engine::{Engine, EngineConfig};
+use dockplug_distribution::{RegistryClient, RegistryConfig};
+use dockplug_engine::{Engine, EngineConfig, ManagerBackend};
 use dockplug_manager::{Manager, ManagerConfig};
 use dockplug_v1::LocalRegistry;
 use tokio::signal::unix::{signal, SignalKind};
@@ -37,9 +38,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let listeners = Listeners::bind(&config.hosts).await?;
 
-    if !config.insecure_registries.is_empty() {
-        tracing::info!(registries = ?config.insecure_registries, "insecure registries");
-    }
     log_v1_plugins(&config);
     let containerd = Containerd::choose(&config).await?;
     let result = serve(&config, &containerd, listeners, started, async {
@@ -78,7 +76,11 @@ async fn serve(
 
     let mut engine_config = EngineConfig::default();
     engine_config.shutdown_grace = SHUTDOWN_GRACE;
-    let engine = Engine::builder(manager.clone()).config(engine_config).build();
+    let mut registry = RegistryConfig::default();
+    registry.insecure_registries = config.insecure_registries.clone();
+    let backend = ManagerBackend::new(manager.clone(), RegistryClient::new(registry));
+    let consumers = crate::consumers::Consumers::open(config, &manager).await?;
+    let engine = consumers.engine(backend).config(engine_config).build();
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(listeners.serve(engine, stop_rx));
     stop_signal.await;

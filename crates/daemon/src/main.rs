@@ -24,6 +24,7 @@
 //! locked by another instance, containerd unreachable), with the reason on stderr.
 
 mod config;
+mod consumers;
 mod containerd;
 mod daemon;
 mod listen;
