@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
 use dockplug_distribution::{RegistryClient, RegistryConfig};
-use dockplug_engine::{Engine, EngineConfig, ManagerBackend};
+use dockplug_engine::{EngineConfig, ManagerBackend};
 use dockplug_manager::{Manager, ManagerConfig};
 use dockplug_v1::LocalRegistry;
 use tokio::signal::unix::{signal, SignalKind};

@@ -35,8 +35,11 @@
 //! }
 //! ```
 
+// The daemon's plugin consumers over dockplug-getter (volumes, authorization, /info).
+pub mod authz;
 pub mod backend;
 pub mod body;
+pub mod consumers;
 pub mod error;
 pub mod events;
 mod manager;
@@ -49,12 +52,15 @@ pub mod server;
 mod system;
 #[cfg(test)]
 mod tests;
+pub mod volumes;
 
+pub use authz::AuthzMiddleware;
 pub use backend::{
     Backend, BuildContext, EventSink, PluginsInfo, PrivilegesRequest, Progress, PullRequest,
     PushRequest, RegistryAuth, UpgradeRequest,
 };
 pub use body::{RequestBody, ResponseBody};
+pub use consumers::WithConsumers;
 pub use error::{ApiError, ErrorKind, ServeError};
 pub use events::EventLog;
 pub use manager::ManagerBackend;

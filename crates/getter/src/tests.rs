@@ -358,3 +358,25 @@ async fn a_hanging_or_missing_plugin_fails_closed_within_the_deadline() {
     accept.abort();
     let _ = p.path();
 }
+
+fn send<T: Send>(_: &T) {}
+
+/// The HTTP side spawns these futures on a multi-threaded runtime.
+#[test]
+fn service_and_chain_futures_are_send() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let p = Plugins::new();
+        let state = tempfile::tempdir().unwrap();
+        let vs = service(&p, state.path()).await;
+        send(&vs.create("a", "b", None, None));
+        send(&vs.get("a"));
+        send(&vs.list(&Filters::new()));
+        send(&vs.remove("a", true));
+        send(&vs.mount("a", "b"));
+        let getter = Getter::new(FakeManaged(not_found), Some(p.registry()));
+        let chain = AuthzChain::new(getter.clone(), [], AuthzConfig::default());
+        send(&chain.authorize_request(&Request::default()));
+        send(&getter.get_all_by_capability("x"));
+    });
+}

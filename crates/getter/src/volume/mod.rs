@@ -364,7 +364,8 @@ impl VolumeService {
         record.labels = labels;
         record.options = options;
         record.plugin_id = driver.plugin().id().map(str::to_owned);
-        if let Err(e) = self.store().put(record.clone()) {
+        let stored = self.store().put(record.clone());
+        if let Err(e) = stored {
             release().await;
             return Err(e);
         }
