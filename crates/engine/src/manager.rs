@@ -3,8 +3,7 @@
 //! The manager reaches registries through a [`Distribution`] it is handed per call, so a
 //! bare [`Manager`] serves the local routes and answers pull, push, upgrade and the remote
 //! privileges query with 501 (`... is not implemented by this daemon`), while
-//! [`ManagerBackend`] (a manager and its registry client) serves them all. Upgrade answers
-//! 501 in both until the manager has an upgrade.
+//! [`ManagerBackend`] (a manager and its registry client) serves them all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,7 +157,18 @@ impl<E: Executor, D: Distribution + 'static> Backend for ManagerBackend<E, D> {
     }
 
     async fn upgrade(&self, request: UpgradeRequest, progress: Progress) -> Result<(), ApiError> {
-        Backend::upgrade(&self.manager, request, progress).await
+        let sink = sink(&progress);
+        self.manager
+            .upgrade(
+                &*self.registry,
+                &request.name,
+                &request.remote,
+                &request.registry.auth,
+                &request.privileges,
+                &sink,
+            )
+            .await?;
+        Ok(())
     }
 
     async fn remove(&self, name: &str, force: bool) -> Result<(), ApiError> {

@@ -256,3 +256,39 @@ async fn a_client_leaving_mid_pull_leaves_no_plugin() {
     let r = call(&engine, Method::GET, "/plugins").await;
     assert_eq!(json(&body(r).await).as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn upgrade_keeps_the_id_and_needs_a_disabled_plugin() {
+    let (engine, registry, _dir) = setup().await;
+    registry.0.publish("localhost:5000/vieux/vol:2");
+    let uri = "/plugins/privileges?remote=localhost%3A5000%2Fvieux%2Fvol%3A2";
+    let grant = body(call(&engine, Method::GET, uri).await).await.into_bytes();
+    let pull = "/v1.41/plugins/pull?remote=localhost%3A5000%2Fvieux%2Fvol%3A1";
+    let r = engine.handle(request(Method::POST, pull, Some("application/json"), &grant)).await;
+    assert!(!body(r).await.contains("errorDetail"));
+    let inspect = "/v1.41/plugins/localhost:5000/vieux/vol:1/json";
+    let id = json(&body(call(&engine, Method::GET, inspect).await).await)["Id"].clone();
+    let r =
+        call(&engine, Method::POST, "/v1.41/plugins/localhost:5000/vieux/vol:1/enable?timeout=0")
+            .await;
+    assert_eq!(r.status(), 200);
+
+    let upgrade = "/v1.41/plugins/localhost:5000/vieux/vol:1/upgrade?remote=localhost%3A5000%2Fvieux%2Fvol%3A2";
+    let r = engine.handle(request(Method::POST, upgrade, Some("application/json"), &grant)).await;
+    assert_eq!(header(&r, "docker-plugin-name"), "localhost:5000/vieux/vol:1");
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_eq!(
+        json(&body(r).await)["message"],
+        "plugin must be disabled before upgrading: plugin localhost:5000/vieux/vol:1 is enabled"
+    );
+
+    let r = call(&engine, Method::POST, "/v1.41/plugins/localhost:5000/vieux/vol:1/disable").await;
+    assert_eq!(r.status(), 200);
+    let r = engine.handle(request(Method::POST, upgrade, Some("application/json"), &grant)).await;
+    assert_eq!(r.status(), 200);
+    let text = body(r).await;
+    assert!(!text.contains("errorDetail"), "{text}");
+    let p = json(&body(call(&engine, Method::GET, inspect).await).await);
+    assert_eq!(p["Id"], id, "same plugin");
+    assert_eq!(p["PluginReference"], "localhost:5000/vieux/vol:2");
+}
