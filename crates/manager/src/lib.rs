@@ -67,5 +67,7 @@ pub use executor::{
     PluginStdio, Signal,
 };
 pub use log::{LogLine, LogStream};
-pub use manager::{DaemonEvent, Manager, ManagerConfig, PullOptions, RestartPolicy};
+pub use manager::{
+    DaemonEvent, Manager, ManagerBuilder, ManagerConfig, PullOptions, RestartPolicy,
+};
 pub use store::{Handler, LookupMode, PluginRef, RunState, SpecOpt, Store};

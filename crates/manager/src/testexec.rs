@@ -38,6 +38,9 @@ pub(crate) struct State {
     /// Close the output of such a process only this long after its exit is reported (an
     /// executor that breaks the order the trait asks for).
     pub close_late: Option<std::time::Duration>,
+    /// Open the socket only this long after the process starts (a plugin that takes a
+    /// while to listen).
+    pub socket_after: Option<std::time::Duration>,
     /// IDs reported alive by restore.
     pub alive_on_restore: HashSet<String>,
     /// Restores asked.
@@ -96,14 +99,29 @@ impl TestExecutor {
         if let (true, Some(dir)) = (serve, exec_dir) {
             let path = dir.join(&self.socket_name);
             let _ = std::fs::remove_file(&path);
-            let listener = tokio::net::UnixListener::bind(&path)
-                .map_err(|e| ExecutorError::backend(id, "create", e))?;
-            task.socket = Some(path);
-            task.server = Some(tokio::spawn(async move {
+            let after = self.state().socket_after;
+            let serve = |listener: tokio::net::UnixListener| async move {
                 while let Ok((conn, _)) = listener.accept().await {
                     drop(conn);
                 }
-            }));
+            };
+            task.server = Some(match after {
+                None => {
+                    let listener = tokio::net::UnixListener::bind(&path)
+                        .map_err(|e| ExecutorError::backend(id, "create", e))?;
+                    tokio::spawn(serve(listener))
+                }
+                Some(after) => {
+                    let path = path.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        if let Ok(listener) = tokio::net::UnixListener::bind(&path) {
+                            serve(listener).await;
+                        }
+                    })
+                }
+            });
+            task.socket = Some(path);
         }
         self.state().tasks.insert(id.to_owned(), task);
         Ok(())

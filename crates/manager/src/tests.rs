@@ -1004,7 +1004,9 @@ use crate::executor::{ExecutorError, Signal};
 use crate::settable::SetError;
 
 mod crash;
+mod enable;
 mod golden;
 mod malicious;
 mod mounts;
+mod restore;
 mod state;

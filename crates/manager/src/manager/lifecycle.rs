@@ -22,12 +22,16 @@ const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 impl<E: Executor> Manager<E> {
     /// Enables a plugin: generates its runtime spec, starts it through the executor, and
     /// waits until its socket accepts connections. `timeout` bounds that wait (and becomes
-    /// the plugin's client timeout); `None` uses [`ManagerConfig::start_timeout`](super::ManagerConfig::start_timeout).
+    /// the plugin's client timeout); `None` or zero uses
+    /// [`ManagerConfig::start_timeout`](super::ManagerConfig::start_timeout). Zero is what
+    /// `docker plugin install` sends (Moby's `client/plugin_install.go PluginInstall`); it
+    /// means "no timeout given", never "give up at once".
     pub async fn enable(
         &self,
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<Plugin, ManagerError> {
+        let timeout = timeout.filter(|t| !t.is_zero());
         self.check_running()?;
         let entry = self.inner.store.resolve(name)?;
         let op = entry.lock_op().await;
@@ -90,11 +94,17 @@ impl<E: Executor> Manager<E> {
         entry.process_created(timeout);
         self.post_start(entry, deadline, exits).await?;
         entry.set_started(&dir.join("rootfs"))?;
+        self.call_handlers(entry);
+        Ok(())
+    }
+
+    /// Tells the handlers of its capabilities that a plugin serves (Moby's `CallHandler`, in
+    /// `plugin/manager_linux.go pluginPostStart`, for a start and a live restore alike).
+    pub(super) fn call_handlers(&self, entry: &Entry) {
         let pref = self.inner.store.plugin_ref(entry, &self.inner.config.exec_root);
         for h in self.inner.store.handlers_for(&entry.plugin()) {
             h(&pref);
         }
-        Ok(())
     }
 
     /// Waits for the socket; on failure stops the plugin and marks it disabled.

@@ -1,11 +1,14 @@
 //! The manager: [`Manager`] and its [`ManagerConfig`], one file per concern.
 //!
-//! This file opens and closes the manager (`new`, `shutdown`). The operations live next to
-//! it, each file an `impl Manager<E>` of its own: `install` (create from a build context and
-//! the install step it shares with pull), `lifecycle` (enable, disable, remove, set, and the
-//! start and stop they share), `supervise` (exit handling and the crash loop, with its
-//! [`RestartPolicy`]), `restore`, `query` (inspect, logs, state, list, privileges, capability
-//! lookups, handlers, spec options, subscriptions), `daemon_event` ([`DaemonEvent`]) and `gc`.
+//! This file opens and closes the manager (`new`, `shutdown`); `builder` ([`ManagerBuilder`])
+//! opens it with handlers and runtime-spec options in place before restore. The operations
+//! live next to it, each file an `impl Manager<E>` of its own: `install` (create from a build
+//! context and the install step it shares with pull), `lifecycle` (enable, disable, remove,
+//! set, and the start and stop they share), `supervise` (exit handling and the crash loop,
+//! with its [`RestartPolicy`]), `restore`, `query` (inspect, logs, state, list, privileges,
+//! capability lookups, handlers, spec options, subscriptions), `daemon_event`
+//! ([`DaemonEvent`]), `gc`, and `pull`, `push` and `upgrade` (through a
+//! [`Distribution`](crate::Distribution)).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,11 +20,11 @@ use crate::blobs::BlobStore;
 use crate::error::ManagerError;
 use crate::events::Publisher;
 use crate::executor::Executor;
-use crate::fsutil;
 use crate::lock::lock;
 use crate::log::PluginLog;
 use crate::store::{Entry, RunState, Store};
 
+mod builder;
 mod daemon_event;
 mod gc;
 mod install;
@@ -33,6 +36,7 @@ mod restore;
 mod supervise;
 mod upgrade;
 
+pub use builder::ManagerBuilder;
 pub use daemon_event::DaemonEvent;
 use daemon_event::DaemonEventSink;
 #[cfg(test)]
@@ -61,8 +65,8 @@ pub struct ManagerConfig {
     pub share_propagated_mounts: bool,
     /// Return from [`Manager::new`] once the store is loaded and each plugin's restore holds
     /// that plugin's lock, instead of once every enabled plugin is back: a daemon can answer
-    /// at once after a restart, each plugin's [`RunState`](crate::RunState) shows how far it
-    /// is, and an operation on a plugin still being restored waits for its restore.
+    /// at once after a restart, each plugin's [`RunState`] shows how far it is, and an
+    /// operation on a plugin still being restored waits for its restore.
     pub restore_in_background: bool,
 }
 
@@ -115,41 +119,10 @@ impl<E: Executor> std::fmt::Debug for Manager<E> {
 
 impl<E: Executor> Manager<E> {
     /// Opens the manager: creates the directories, loads the store, starts exit handling
-    /// and restores the plugins that were enabled.
+    /// and restores the plugins that were enabled. To have handlers and runtime-spec options
+    /// apply to the restored plugins as well, register them on [`Manager::builder`].
     pub async fn new(config: ManagerConfig, executor: E) -> Result<Self, ManagerError> {
-        for d in [config.root.clone(), config.exec_root.clone(), config.root.join("tmp")] {
-            fsutil::mkdir_all(&d, 0o700).map_err(ManagerError::io("mkdir", &d))?;
-        }
-        let blobs = BlobStore::open(config.root.join("storage"))?;
-        blobs.clean_ingest()?;
-        // Leftovers of interrupted creates are never referenced: drop them.
-        if let Ok(entries) = std::fs::read_dir(config.root.join("tmp")) {
-            for e in entries.flatten() {
-                let _ = fsutil::remove_dir_if_exists(&e.path());
-            }
-        }
-        let root = config.root.clone();
-        let store =
-            ManagerError::blocking("load the plugin store", move || Store::load(&root)).await?;
-        let exits = executor.take_exits();
-        let manager = Self {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                executor,
-                blobs,
-                events: Publisher::default(),
-                daemon_events: std::sync::RwLock::new(None),
-                gc_lock: tokio::sync::RwLock::new(()),
-                shutting_down: AtomicBool::new(false),
-                logs: std::sync::Mutex::default(),
-            }),
-        };
-        if let Some(exits) = exits {
-            manager.spawn_exit_loop(exits);
-        }
-        manager.restore(!manager.inner.config.restore_in_background).await;
-        Ok(manager)
+        Self::builder(config, executor).build().await
     }
 
     /// The store (capability lookups, handlers, spec options).

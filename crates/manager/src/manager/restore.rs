@@ -54,8 +54,9 @@ impl<E: Executor> Manager<E> {
             op.reattached();
             let timeout = self.inner.config.start_timeout;
             let exits = op.watch_exits();
-            if let Err(e) = self.post_start(&op, timeout, exits).await {
-                tracing::error!(plugin = %name, error = %e, "failed to restore plugin");
+            match self.post_start(&op, timeout, exits).await {
+                Ok(()) => self.call_handlers(&op),
+                Err(e) => tracing::error!(plugin = %name, error = %e, "failed to restore plugin"),
             }
             return;
         }
