@@ -1,12 +1,13 @@
 //! `cargo xtask package localvol [--out DIR]`: build localvol in the `plugin` profile
-//! (release, stripped, see the root `Cargo.toml`) and package it as a v2 plugin directory
-//! (`config.json` + `rootfs/`, by `dockplug_testkit::package`, which the integration tests
-//! use too); default output `<target>/plugins/localvol`. Prints the rootfs size and how to
-//! install it.
+//! (release, stripped, see the root `Cargo.toml`), linked statically against glibc
+//! (`+crt-static`: the rootfs then needs no shared libraries and no loader), and package it as
+//! a v2 plugin directory (`config.json` + `rootfs/`, by `dockplug_testkit::package`, which the
+//! integration tests use too); default output `<target>/plugins/localvol`. Prints the rootfs
+//! size and how to install it.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use dockplug_testkit::package;
 
 use crate::setup;
@@ -28,12 +29,28 @@ pub fn task(args: &[String]) -> Result<()> {
             _ => bail!(USAGE),
         }
     }
+    // With an explicit --target, the flag reaches localvol and its dependencies but not the
+    // build scripts and proc macros, which stay dynamic host programs.
+    let host = host_triple()?;
+    let static_crt = format!("target.{host}.rustflags=[\"-C\", \"target-feature=+crt-static\"]");
     setup::step(
-        "build localvol (profile plugin)",
-        &["build", "--profile", PLUGIN_PROFILE, "-p", "dockplug-localvol", "--bin", "localvol"],
+        "build localvol (profile plugin, static)",
+        &[
+            "build",
+            "--profile",
+            PLUGIN_PROFILE,
+            "--target",
+            &host,
+            "--config",
+            &static_crt,
+            "-p",
+            "dockplug-localvol",
+            "--bin",
+            "localvol",
+        ],
         &[],
     )?;
-    let binary = setup::profile_dir(PLUGIN_PROFILE).join("localvol");
+    let binary = setup::target_dir().join(&host).join(PLUGIN_PROFILE).join("localvol");
     let dir = package::localvol_plugin(&binary, &out)?;
     let size = package::tree_size(&dir.join("rootfs"));
     println!(
@@ -44,4 +61,15 @@ pub fn task(args: &[String]) -> Result<()> {
     println!("       install it with: docker plugin create localvol {}", dir.display());
     println!("                        docker plugin enable localvol");
     Ok(())
+}
+
+/// The triple rustc builds for by default (`host:` of `rustc -vV`).
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("-vV").output().context("run rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("no host triple in `rustc -vV`")
 }

@@ -157,18 +157,7 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.daemon.stop(Duration::from_secs(30));
-        // dockerd may leave mounts under its data-root (the private plugins mount, shm):
-        // detach every mount below our directory so the directory can be removed.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.display().to_string();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in ours {
-            let _ = Command::new("umount").args(["-l", p]).status();
-        }
+        // dockerd may leave mounts under its data-root (the private plugins mount, shm).
+        crate::unmount_below(&self.dir);
     }
 }

@@ -50,6 +50,23 @@ pub use token_server::{RunningTokenServer, TokenPolicy, TokenRequest, TokenServe
 /// `/usr/sbin`.
 pub const DAEMON_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Detaches (lazily, `umount -l`) every mount at or below `dir`, deepest first: what a
+/// killed daemon left mounted under its data root (propagated mounts, shm), so the directory
+/// can be removed.
+pub fn unmount_below(dir: &std::path::Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut ours: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in ours {
+        let _ = std::process::Command::new("umount").args(["-l", p]).status();
+    }
+}
+
 /// A temp dir under `/tmp` whose name starts with `prefix`, removed on drop.
 pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, Error> {
     tempfile::Builder::new()

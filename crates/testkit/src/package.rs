@@ -118,3 +118,23 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), Error> {
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_binary_is_packaged_alone_and_a_dynamic_one_with_its_loader() {
+        let busybox = crate::program("busybox").unwrap();
+        assert_eq!(shared_libraries(&busybox).unwrap(), Vec::<PathBuf>::new());
+        let dir = tempfile::tempdir().unwrap();
+        let out = localvol_plugin(&busybox, &dir.path().join("p")).unwrap();
+        assert!(out.join("config.json").is_file());
+        assert_eq!(tree_size(&out.join("rootfs")), std::fs::metadata(&busybox).unwrap().len());
+
+        let sh = Path::new("/bin/sh");
+        let libs = shared_libraries(sh).unwrap();
+        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{libs:?}");
+    }
+}
