@@ -16,6 +16,8 @@ use dockplug_testkit::TokenPolicy;
 
 use crate::support::registry;
 
+mod dockerd;
+
 struct Pushed {
     _tmp: tempfile::TempDir,
     store: BlobStore,
@@ -29,7 +31,8 @@ fn plugin() -> Pushed {
     let store = BlobStore::open(tmp.path().join("storage")).unwrap();
     let config = br#"{"description":"it","interface":{"types":["docker.volumedriver/1.0"],"socket":"p.sock"},"entrypoint":["/p"]}"#;
     let config_digest = store.put(config).unwrap();
-    let layer: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let layer: Vec<u8> =
+        (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let mut w = store.writer().unwrap();
     w.write_all(&layer).unwrap();
     let layer_digest = w.commit().unwrap();
@@ -37,7 +40,8 @@ fn plugin() -> Pushed {
         Descriptor::plugin_config(config_digest, config.len() as i64),
         Descriptor::gzip_layer(layer_digest, layer.len() as i64),
     ];
-    let manifest = ImageManifest::plugin(blobs[0].clone(), vec![blobs[1].clone()]).to_bytes().unwrap();
+    let manifest =
+        ImageManifest::plugin(blobs[0].clone(), vec![blobs[1].clone()]).to_bytes().unwrap();
     Pushed { _tmp: tmp, store, manifest, blobs }
 }
 
@@ -70,7 +74,9 @@ async fn push_and_pull_back(host: &str, auth: &AuthConfig) -> Result<(), Distrib
 #[tokio::test]
 async fn push_and_pull_through_a_plain_registry() {
     let reg = registry::plain();
-    push_and_pull_back(&reg.host(), &AuthConfig::default()).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    push_and_pull_back(&reg.host(), &AuthConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
     // The registry serves the manifest we pushed under its media type.
     let headers = [("Accept", DOCKER_MANIFEST_V2)];
     let req = Request { headers: &headers, ..Request::get("/v2/plugins/vol/manifests/1") };
@@ -82,9 +88,13 @@ async fn push_and_pull_through_a_plain_registry() {
 #[tokio::test]
 async fn push_and_pull_with_basic_auth() {
     let reg = registry::basic("alice", "s3cret");
-    let auth = AuthConfig { username: "alice".into(), password: "s3cret".into(), ..AuthConfig::default() };
-    push_and_pull_back(&reg.host(), &auth).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
-    let wrong = AuthConfig { username: "alice".into(), password: "nope".into(), ..AuthConfig::default() };
+    let auth =
+        AuthConfig { username: "alice".into(), password: "s3cret".into(), ..AuthConfig::default() };
+    push_and_pull_back(&reg.host(), &auth)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    let wrong =
+        AuthConfig { username: "alice".into(), password: "nope".into(), ..AuthConfig::default() };
     let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
     assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
     let err = push_and_pull_back(&reg.host(), &AuthConfig::default()).await.unwrap_err();
@@ -94,14 +104,18 @@ async fn push_and_pull_with_basic_auth() {
 #[tokio::test]
 async fn push_and_pull_with_token_auth_and_moby_plugin_scope() {
     let (reg, tokens) = registry::token(TokenPolicy::basic("bob", "pw"));
-    let auth = AuthConfig { username: "bob".into(), password: "pw".into(), ..AuthConfig::default() };
-    push_and_pull_back(&reg.host(), &auth).await.unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    let auth =
+        AuthConfig { username: "bob".into(), password: "pw".into(), ..AuthConfig::default() };
+    push_and_pull_back(&reg.host(), &auth)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
     let targets: Vec<String> = tokens.requests().iter().map(|r| r.target.clone()).collect();
     let push_scope = "scope=repository%28plugin%29%3Aplugins%2Fvol%3Apull%2Cpush";
     let pull_scope = "scope=repository%28plugin%29%3Aplugins%2Fvol%3Apull&";
     assert!(targets.iter().any(|t| t.contains(push_scope)), "{targets:?}");
     assert!(targets.iter().any(|t| t.contains(pull_scope)), "{targets:?}");
-    let wrong = AuthConfig { username: "bob".into(), password: "x".into(), ..AuthConfig::default() };
+    let wrong =
+        AuthConfig { username: "bob".into(), password: "x".into(), ..AuthConfig::default() };
     let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
     assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
 }
