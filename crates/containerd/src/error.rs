@@ -28,7 +28,8 @@ pub enum Error {
         /// The ID as given.
         id: String,
     },
-    /// The plugin is not known to this executor (Moby's text).
+    /// The plugin is not known to this executor (Moby's text: `plugin/executor/containerd/
+    /// containerd.go` `Executor.Signal` and `IsRunning`).
     #[error("unknown plugin \"{id}\"")]
     NotFound {
         /// The plugin ID.
@@ -116,5 +117,27 @@ impl Error {
             Error::Rpc { source, .. } => source.code() == tonic::Code::NotFound,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_event_stream_is_its_own_error_not_a_grpc_status() {
+        let closed = Error::events("plugins.moby", EventsEnded::Closed);
+        assert_eq!(
+            closed.to_string(),
+            "containerd's event stream for namespace plugins.moby ended"
+        );
+        assert!(std::error::Error::source(&closed).is_none());
+        assert!(!closed.is_not_found());
+        let unconfirmed = Error::events("p", EventsEnded::Unconfirmed { published: 200 });
+        assert!(unconfirmed.to_string().contains("marker published 200 times"), "{unconfirmed}");
+        assert!(matches!(
+            Error::events("p", EventsEnded::LoopEnded),
+            Error::Events { reason: EventsEnded::LoopEnded, .. }
+        ));
     }
 }

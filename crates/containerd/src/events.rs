@@ -23,7 +23,8 @@ use crate::error::{Error, EventsEnded};
 use crate::executor::Shared;
 
 /// The topic of our marker event: outside containerd's own topics, so no other subscriber
-/// filtering on `^/tasks/` (as Moby does) sees it.
+/// filtering on `^/tasks/` (as Moby's `libcontainerd/remote/client.go` `processEventStream`
+/// does) sees it.
 pub(crate) const SYNC_TOPIC: &str = "/dockplug/events-sync";
 const SYNC_TYPE_URL: &str = "types.dockplug.dev/events-sync";
 const TASK_EXIT: &str = "/tasks/exit";
