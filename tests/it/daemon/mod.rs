@@ -1,13 +1,14 @@
 //! dockplugd driven by real clients: the docker CLI ([`cli`]), bollard ([`bollard_client`]), the
 //! same sequence under dockerd and dockplugd ([`parity`]), and the daemon's own life: lock,
 //! pidfile, private containerd, restart with plugins restored in the background, SIGTERM,
-//! live restore ([`life`]).
+//! live restore ([`life`]), and push/install through a private registry ([`registry`]).
 
 mod bollard_client;
 mod cli;
-mod dockplugd;
+pub(crate) mod dockplugd;
 mod life;
 mod parity;
+mod registry;
 
 use std::path::{Path, PathBuf};
 
