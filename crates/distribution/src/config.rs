@@ -51,6 +51,9 @@ pub struct RegistryConfig {
     /// `host[:port]` of registries reached without TLS verification and, if HTTPS fails,
     /// over plain HTTP (dockerd's `--insecure-registry`). Loopback hosts are always insecure.
     pub insecure_registries: Vec<String>,
+    /// Whether loopback hosts count as insecure (Docker: always; `false` makes a loopback
+    /// registry verified like any other, which tests of `certs.d` need).
+    pub loopback_insecure: bool,
     /// `<dir>/<host[:port]>/` holds `*.crt` CAs and `*.cert`/`*.key` client pairs (dockerd:
     /// `/etc/docker/certs.d`). `None`: system roots only.
     pub certs_dir: Option<PathBuf>,
@@ -76,6 +79,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             insecure_registries: Vec::new(),
+            loopback_insecure: true,
             certs_dir: Some(PathBuf::from("/etc/docker/certs.d")),
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
@@ -104,7 +108,8 @@ impl RegistryConfig {
         let host = host_of(hostport);
         let loopback = host == "localhost"
             || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
-        loopback || self.insecure_registries.iter().any(|r| r == hostport || r == host)
+        (loopback && self.loopback_insecure)
+            || self.insecure_registries.iter().any(|r| r == hostport || r == host)
     }
 }
 

@@ -119,3 +119,55 @@ async fn push_and_pull_with_token_auth_and_moby_plugin_scope() {
     let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
     assert!(matches!(err, DistributionError::Unauthorized { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn push_and_pull_with_an_identity_token() {
+    let (reg, tokens) =
+        registry::token(TokenPolicy::basic("bob", "pw").with_refresh_token("REFRESH-1"));
+    let auth = AuthConfig { identitytoken: "REFRESH-1".into(), ..AuthConfig::default() };
+    push_and_pull_back(&reg.host(), &auth)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    let requests = tokens.requests();
+    assert!(requests.iter().all(|r| r.method == "POST"), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r.form.contains("grant_type=refresh_token")
+            && r.form.contains("refresh_token=REFRESH-1")
+            && r.form.contains("client_id=docker")),
+        "{requests:?}"
+    );
+    let wrong = AuthConfig { identitytoken: "stale".into(), ..AuthConfig::default() };
+    let err = push_and_pull_back(&reg.host(), &wrong).await.unwrap_err();
+    assert!(
+        matches!(err, DistributionError::Token { .. } | DistributionError::Unauthorized { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tls_registry_is_verified_with_the_certs_d_ca_unless_insecure() {
+    let reg = registry::tls();
+    let host = reg.host();
+    // Loopback is insecure as in Docker: HTTPS without verification.
+    push_and_pull_back(&host, &AuthConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", reg.log_tail()));
+    // Verified like any other host: refused without the CA...
+    let certs = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::default();
+    config.loopback_insecure = false;
+    config.certs_dir = Some(certs.path().to_owned());
+    let r = Reference::parse(&format!("{host}/plugins/vol:1")).unwrap();
+    let err = RegistryClient::new(config.clone())
+        .resolve(&r, &AuthConfig::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DistributionError::Connect { .. }), "{err:?}");
+    // ...and accepted with `<certs.d>/<host:port>/ca.crt`.
+    reg.certs_d(certs.path()).unwrap();
+    let resolved = RegistryClient::new(config)
+        .resolve(&r, &AuthConfig::default(), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resolved.parsed.layers.len(), 1);
+}
