@@ -15,6 +15,16 @@
 //! `dockplug-containerd`, tonic or a TLS stack; it serves HTTP/1 over unix sockets with plain
 //! hyper 1.
 //!
+//! Where it answers differently from dockerd, on purpose: a remote or plugin name that is not
+//! a valid reference, and a `since`/`until` that is not a timestamp, are 400s (dockerd: 500);
+//! `enable?timeout=0` (what `docker plugin install` sends) and negative timeouts mean the
+//! backend's default deadline; `upgrade` under API versions before 1.26 is `page not found`,
+//! as on a daemon without the route; request bodies are bounded
+//! ([`EngineConfig::max_json_body`], [`EngineConfig::max_context_body`]) and may not stall
+//! ([`EngineConfig::body_idle_timeout`]); headers must arrive within
+//! [`EngineConfig::header_read_timeout`] (dockerd: 5 minutes); the version headers are on
+//! every reply, `page not found` included.
+//!
 //! Room to grow: [`EngineBuilder::route`] adds routes (volumes, ...), and
 //! [`EngineBuilder::middleware`] a request/response hook (authorization plugins); the
 //! daemon publishes its other events through [`Engine::events`].

@@ -262,7 +262,16 @@ impl Engine {
 
     /// Answers one request in process (the middlewares, the routes, the version headers).
     pub async fn handle(&self, request: Request<RequestBody>) -> Reply {
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let started = std::time::Instant::now();
         let mut reply = Next::new(self.shared.clone(), 0).run(request).await;
+        tracing::debug!(
+            %method,
+            path,
+            status = reply.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "api request"
+        );
         let headers = reply.headers_mut();
         for (k, v) in &self.shared.headers {
             headers.insert(k.clone(), v.clone());
