@@ -415,6 +415,12 @@ async fn dispatch(
     }
 }
 
+/// The README's examples, compiled as doc tests (its plugin example uses the SDK, a
+/// dev-dependency only).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
