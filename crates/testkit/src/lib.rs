@@ -11,6 +11,7 @@
 //! | [`process`] | the [`Daemon`] guard (spawn with a log, stop by PID) and the waits |
 //! | [`containerd`] | a private containerd; dropping it also kills its shims and container inits |
 //! | [`dockerd`] | a private dockerd (own data-root, exec-root, socket), optionally on a given containerd |
+//! | [`dockplugd`] | a private dockplugd (own data root, exec root, socket) from a binary the caller built, optionally on a given containerd |
 //! | [`registry`] | Debian's `docker-registry` (distribution 2.8) on an ephemeral loopback port: plain, htpasswd or token auth, optionally TLS |
 //! | [`token`] | the signing key and certificate of a registry's token auth, and JWTs signed with it |
 //! | [`token_server`] | a token server on a thread that grants every scope asked, recording each request |
@@ -30,6 +31,7 @@
 
 pub mod containerd;
 pub mod dockerd;
+pub mod dockplugd;
 mod error;
 pub mod http;
 pub mod package;
@@ -40,6 +42,7 @@ pub mod token_server;
 
 pub use containerd::Containerd;
 pub use dockerd::{Dockerd, DockerdOptions};
+pub use dockplugd::{Dockplugd, DockplugdOptions};
 pub use error::Error;
 pub use process::{is_root, program, rss_kib, wait_for_socket, wait_until, Daemon};
 pub use registry::{Registry, RegistryBuilder};
