@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dockplug_containerd::{ContainerdConfig, ContainerdExecutor};
 use dockplug_manager::{
-    Delivery, Event, EventFilter, LogStream, LookupMode, Manager, ManagerConfig, ManagerError,
+    Delivery, Event, EventFilter, LookupMode, Manager, ManagerConfig, ManagerError, OutputStream,
     RunState, Subscription,
 };
 use dockplug_v1::Client;
@@ -280,7 +280,7 @@ async fn an_entrypoint_that_exits_at_once_fails_enable() {
     assert!(text.starts_with(&format!("plugin \"broken:latest\" exited while starting: {said}")));
     let logs = m.logs("broken").unwrap();
     assert!(
-        logs.iter().any(|l| l.stream == LogStream::Stderr && l.text == said),
+        logs.iter().any(|l| l.stream == OutputStream::Stderr && l.text == said),
         "the plugin's log keeps it: {logs:?}"
     );
     assert!(!m.inspect("broken").unwrap().enabled);

@@ -19,17 +19,13 @@ pub(crate) const CRASH: &str = "injected crash";
 /// Arms `step` for every path under `root`.
 #[cfg(test)]
 pub(crate) fn arm(step: &'static str, root: &Path) {
-    if let Ok(mut a) = ARMED.lock() {
-        a.push((step, root.to_path_buf()));
-    }
+    crate::lock::lock(&ARMED).push((step, root.to_path_buf()));
 }
 
 /// Disarms every failpoint under `root`.
 #[cfg(test)]
 pub(crate) fn disarm(root: &Path) {
-    if let Ok(mut a) = ARMED.lock() {
-        a.retain(|(_, r)| r != root);
-    }
+    crate::lock::lock(&ARMED).retain(|(_, r)| r != root);
 }
 
 /// The environment variable that makes a step abort the whole process (a real crash: no
@@ -44,10 +40,7 @@ pub(crate) fn hit(step: &str, path: &Path) -> io::Result<()> {
     if std::env::var(ABORT_AT).is_ok_and(|s| s == step) {
         std::process::abort();
     }
-    let armed = ARMED
-        .lock()
-        .map(|a| a.iter().any(|(s, r)| *s == step && path.starts_with(r)))
-        .unwrap_or(false);
+    let armed = crate::lock::lock(&ARMED).iter().any(|(s, r)| *s == step && path.starts_with(r));
     if armed {
         Err(io::Error::other(CRASH))
     } else {

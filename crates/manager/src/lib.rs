@@ -6,9 +6,10 @@
 //! publishes [`Event`]s (Moby's create, remove, enable and disable, plus crash and restart),
 //! keeps the tail of each plugin's output ([`Manager::logs`]; a plugin that dies while
 //! starting fails `enable` with the end of its stderr), and brings them back after a
-//! restart. Behaviour, on-disk layout and error texts follow Moby's plugin manager; where Moby loses data or state (reference counts
-//! reset at restart, plugins shown enabled while dead, a broken plugin directory stopping the
-//! daemon, a fixed 500 ms sleep at enable, a non-atomic `set`), this crate does not.
+//! restart. Behaviour, on-disk layout and error texts follow Moby's plugin manager; where
+//! Moby loses data or state (reference counts reset at restart, plugins shown enabled while
+//! dead, a broken plugin directory stopping the daemon, a fixed 500 ms sleep at enable, a
+//! non-atomic `set`), this crate does not.
 //!
 //! **Architecture invariant:** no containerd or tonic type in its public API. A container
 //! backend plugs in through the [`Executor`] trait, which speaks the OCI runtime spec
@@ -16,7 +17,7 @@
 //!
 //! Modules, by domain word: [`executor`] (the seam), [`store`] (disk and lookups),
 //! [`context`] (build-context extraction), [`spec`] (runtime spec), [`settable`] (`set`),
-//! [`events`], [`log`] (plugin output), [`blobs`] (content store shared with pull and push),
+//! [`events`], [`output`] (plugin output), [`blobs`] (content store shared with pull and push),
 //! [`reference`](mod@reference) (names), [`manager`] (the operations), [`error`].
 //!
 //! ```no_run
@@ -47,9 +48,9 @@ mod failpoint;
 mod fsutil;
 mod layer;
 mod lock;
-pub mod log;
 pub mod manager;
 mod mounts;
+pub mod output;
 pub mod reference;
 pub mod settable;
 pub mod spec;
@@ -66,7 +67,7 @@ pub use executor::{
     exit_channel, BoxError, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, OutputSink,
     PluginStdio, Signal,
 };
-pub use log::{LogLine, LogStream};
+pub use output::{OutputLine, OutputStream};
 pub use manager::{
     DaemonEvent, Manager, ManagerBuilder, ManagerConfig, PullOptions, RestartPolicy,
 };

@@ -301,7 +301,7 @@ async fn a_plugin_that_dies_while_starting_fails_fast_and_is_not_restarted() {
     // The same lines stay readable as the plugin's log.
     let logs = f.m.logs(&p.id).unwrap();
     assert_eq!(logs.len(), 3);
-    assert!(logs.iter().all(|l| l.stream == crate::LogStream::Stderr));
+    assert!(logs.iter().all(|l| l.stream == crate::OutputStream::Stderr));
     assert_eq!(logs[2].text, "usage: plugin [flags]");
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(f.exec.state().specs.len(), 1, "no restart of a plugin that never started");

@@ -21,7 +21,7 @@ use crate::error::ManagerError;
 use crate::events::Publisher;
 use crate::executor::Executor;
 use crate::lock::lock;
-use crate::log::PluginLog;
+use crate::output::PluginLog;
 use crate::store::{Entry, RunState, Store};
 
 mod builder;

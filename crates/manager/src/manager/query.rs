@@ -12,7 +12,7 @@ use crate::error::ManagerError;
 use crate::events::{CancelHandle, EventFilter, Subscription};
 use crate::executor::Executor;
 use crate::lock::lock;
-use crate::log::LogLine;
+use crate::output::OutputLine;
 use crate::store::{Handler, LookupMode, PluginRef, RunState, SpecOpt};
 
 impl<E: Executor> Manager<E> {
@@ -22,12 +22,12 @@ impl<E: Executor> Manager<E> {
     }
 
     /// What a plugin wrote to stdout and stderr lately, oldest line first: at most
-    /// [`log::MAX_LINES`](crate::log::MAX_LINES) lines and
-    /// [`log::MAX_BYTES`](crate::log::MAX_BYTES) bytes, kept in memory across its restarts
-    /// (not across a restart of the manager) and dropped when it is removed. Every line also
-    /// goes to `tracing` (stdout at `info`, stderr at `error`). Empty for a plugin that never
-    /// ran.
-    pub fn logs(&self, name: &str) -> Result<Vec<LogLine>, ManagerError> {
+    /// [`output::MAX_LINES`](crate::output::MAX_LINES) lines and
+    /// [`output::MAX_BYTES`](crate::output::MAX_BYTES) bytes, kept in memory across its
+    /// restarts (not across a restart of the manager) and dropped when it is removed. Every
+    /// line also goes to `tracing` (stdout at `info`, stderr at `error`). Empty for a plugin
+    /// that never ran.
+    pub fn logs(&self, name: &str) -> Result<Vec<OutputLine>, ManagerError> {
         let entry = self.inner.store.resolve(name)?;
         let logs = lock(&self.inner.logs);
         Ok(logs.get(entry.id()).map(|l| l.lines()).unwrap_or_default())

@@ -32,7 +32,7 @@ pub(crate) const ERROR_LINES: usize = 20;
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum LogStream {
+pub enum OutputStream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -42,9 +42,9 @@ pub enum LogStream {
 /// One line a plugin wrote, without its line feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct LogLine {
+pub struct OutputLine {
     /// The stream.
-    pub stream: LogStream,
+    pub stream: OutputStream,
     /// The text (invalid UTF-8 replaced, cut at [`MAX_LINE`] bytes).
     pub text: String,
 }
@@ -52,7 +52,7 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 struct Tail {
     /// Lines with the run they belong to.
-    lines: VecDeque<(u64, LogLine)>,
+    lines: VecDeque<(u64, OutputLine)>,
     bytes: usize,
 }
 
@@ -84,11 +84,11 @@ impl PluginLog {
         });
         let sink =
             |stream| LogSink { log: self.clone(), run, stream, buf: Vec::new(), closed: false };
-        PluginStdio::new(Box::pin(sink(LogStream::Stdout)), Box::pin(sink(LogStream::Stderr)))
+        PluginStdio::new(Box::pin(sink(OutputStream::Stdout)), Box::pin(sink(OutputStream::Stderr)))
     }
 
     /// Every line kept, oldest first.
-    pub(crate) fn lines(&self) -> Vec<LogLine> {
+    pub(crate) fn lines(&self) -> Vec<OutputLine> {
         let tail = lock(&self.tail);
         tail.lines.iter().map(|(_, l)| l.clone()).collect()
     }
@@ -107,7 +107,7 @@ impl PluginLog {
             .lines
             .iter()
             .rev()
-            .filter(|(r, l)| *r == run && l.stream == LogStream::Stderr)
+            .filter(|(r, l)| *r == run && l.stream == OutputStream::Stderr)
             .take(ERROR_LINES)
             .map(|(_, l)| l.text.as_str())
             .collect();
@@ -115,19 +115,19 @@ impl PluginLog {
         lines.join("\n")
     }
 
-    fn push(&self, run: u64, stream: LogStream, line: &[u8]) {
+    fn push(&self, run: u64, stream: OutputStream, line: &[u8]) {
         let cut = &line[..line.len().min(MAX_LINE)];
         let mut text = String::from_utf8_lossy(cut).into_owned();
         if text.ends_with('\r') {
             text.pop();
         }
         match stream {
-            LogStream::Stderr => tracing::error!(plugin = %self.id, "{text}"),
-            LogStream::Stdout => tracing::info!(plugin = %self.id, "{text}"),
+            OutputStream::Stderr => tracing::error!(plugin = %self.id, "{text}"),
+            OutputStream::Stdout => tracing::info!(plugin = %self.id, "{text}"),
         }
         let mut tail = lock(&self.tail);
         tail.bytes += text.len();
-        tail.lines.push_back((run, LogLine { stream, text }));
+        tail.lines.push_back((run, OutputLine { stream, text }));
         while tail.lines.len() > MAX_LINES || tail.bytes > MAX_BYTES {
             match tail.lines.pop_front() {
                 Some((_, old)) => tail.bytes -= old.text.len(),
@@ -141,7 +141,7 @@ impl PluginLog {
 struct LogSink {
     log: Arc<PluginLog>,
     run: u64,
-    stream: LogStream,
+    stream: OutputStream,
     buf: Vec<u8>,
     closed: bool,
 }
