@@ -4,6 +4,7 @@
 mod containerd;
 mod containerd_e2e;
 mod daemon;
+mod daemon_plugins;
 mod distribution;
 mod dockerd_localvol;
 mod layering;

@@ -126,10 +126,19 @@ impl AuthzChain {
     /// `validateAuthzPlugins`: dockerd does not start otherwise).
     ///
     /// # Errors
-    /// The first lookup error.
-    pub async fn validate(&self) -> Result<(), crate::GetError> {
+    /// [`AuthzError::Failed`] for the first plugin not found (or not answering its
+    /// activation within the deadline).
+    pub async fn validate(&self) -> Result<(), AuthzError> {
+        let timeout = self.inner.config.timeout;
         for name in self.names() {
-            self.inner.getter.get(&name, CAPABILITY, LookupMode::Lookup).await?;
+            let failed = |message: String| AuthzError::Failed { plugin: name.clone(), message };
+            tokio::time::timeout(
+                timeout,
+                self.inner.getter.get(&name, CAPABILITY, LookupMode::Lookup),
+            )
+            .await
+            .map_err(|_| failed(format!("lookup timed out after {timeout:?}")))?
+            .map_err(|e| failed(chain(&e)))?;
         }
         Ok(())
     }
@@ -193,30 +202,39 @@ impl AuthzChain {
                 .await
                 .map_err(|_| failed(format!("{}: timed out after {timeout:?}", method.as_str())))?
                 .map_err(failed)?;
-            if !reply.allow {
-                return Err(AuthzError::Denied { plugin: name, msg: reply.msg });
+            match reply {
+                Some(r) if !r.allow => {
+                    return Err(AuthzError::Denied { plugin: name, msg: r.msg });
+                }
+                _ => {}
             }
         }
         Ok(())
     }
 
+    /// One plugin's answer; `None` when it is a v2 plugin found disabled: it has left the
+    /// chain (the disable event may not have reached [`AuthzChain::watch_plugins`] yet, as
+    /// when the request that disabled it comes back for `AuthZRes`).
     async fn ask(
         &self,
         name: &str,
         method: AuthzMethod,
         request: &Request,
-    ) -> Result<Response, String> {
-        let plugin = self
-            .inner
-            .getter
-            .get(name, CAPABILITY, LookupMode::Lookup)
-            .await
-            .map_err(|e| chain(&e))?;
+    ) -> Result<Option<Response>, String> {
+        let plugin = match self.inner.getter.get(name, CAPABILITY, LookupMode::Lookup).await {
+            Ok(p) => p,
+            Err(crate::GetError::Managed(dockplug_manager::ManagerError::Disabled { .. })) => {
+                self.remove_plugin(name);
+                return Ok(None);
+            }
+            Err(e) => return Err(chain(&e)),
+        };
         let opts = CallOptions::new().timeout(self.inner.config.timeout);
         plugin
             .client()
             .call_with_options(method.as_str(), request, opts)
             .await
+            .map(Some)
             .map_err(|e| chain(&e))
     }
 }
