@@ -3,14 +3,15 @@
 //! through its life, printing a transcript with timings (crates/localvol/examples/demo.rs).
 //! The v2 part packages localvol, then on a private containerd creates it, enables it,
 //! creates and mounts a volume through the v1 client, disables and removes it, printing each
-//! step's time (crates/containerd/examples/managed.rs).
+//! step's time (crates/containerd/examples/managed.rs). The last part is the docker CLI
+//! driving dockplugd through a private registry (`demo_daemon.rs`).
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use dockplug_testkit::Containerd;
 
-use crate::{managed, setup};
+use crate::{demo_daemon, managed, setup};
 
 /// Builds what the demo needs and runs both parts.
 pub fn run() -> Result<()> {
@@ -28,7 +29,8 @@ pub fn run() -> Result<()> {
     if !status.success() {
         bail!("the demo failed ({status})");
     }
-    v2()
+    v2()?;
+    demo_daemon::run()
 }
 
 /// The v2 part, on a private containerd.

@@ -1,0 +1,315 @@
+//! `cargo xtask bench-daemon`: the docker CLI against dockplugd and a private dockerd on one
+//! private containerd, the same sequence, alternating daemon by daemon in each round; prints
+//! median times and their ratio (dockplugd / dockerd). Not part of `ci`.
+//!
+//! Measured: `docker plugin create`, `enable`, `disable`, `rm`, `install` (from a private
+//! registry on loopback; pull and enable) as the CLI's wall time; each daemon's resident
+//! memory idle, with 1 and with 20 plugins enabled; a restart with 20 enabled, until
+//! `GET /plugins` answers and until all 20 plugin sockets accept.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dockplug_testkit::http::{self, Request};
+use dockplug_testkit::{
+    rss_kib, wait_until, Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry,
+};
+
+use crate::setup;
+
+const ROUNDS: usize = 5;
+const FLEET: usize = 20;
+const RESTARTS: usize = 2;
+/// Where dockerd 20.10 puts v2 plugin sockets (fixed in Moby, `<this>/<id>/<socket>`).
+const DOCKERD_PLUGIN_SOCKETS: &str = "/run/docker/plugins";
+
+/// One daemon as the benchmark drives it.
+enum Target {
+    Ours(Dockplugd),
+    Theirs { dockerd: Option<Dockerd>, dir: PathBuf, options: DockerdOptions },
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Ours(_) => "dockplugd",
+            Target::Theirs { .. } => "dockerd",
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Result<String> {
+        let out = match self {
+            Target::Ours(d) => d.docker(args)?,
+            Target::Theirs { dockerd, .. } => {
+                dockerd.as_ref().context("dockerd runs")?.docker(args)?
+            }
+        };
+        if !out.status.success() {
+            bail!(
+                "{}: docker {} failed: {}",
+                self.name(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The CLI's wall time for `docker ARGS`, in ms.
+    fn timed(&self, args: &[&str]) -> Result<f64> {
+        let t = Instant::now();
+        self.docker(args)?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    fn pid(&self) -> Result<u32> {
+        match self {
+            Target::Ours(d) => d.pid().context("dockplugd runs"),
+            Target::Theirs { dockerd, .. } => {
+                Ok(dockerd.as_ref().context("dockerd runs")?.daemon.pid())
+            }
+        }
+    }
+
+    fn rss_mb(&self) -> Result<f64> {
+        let kib = rss_kib(self.pid()?).context("read VmRSS")?;
+        Ok(kib as f64 / 1024.0)
+    }
+
+    fn socket(&self) -> Result<PathBuf> {
+        Ok(match self {
+            Target::Ours(d) => d.socket.clone(),
+            Target::Theirs { dockerd, .. } => {
+                dockerd.as_ref().context("dockerd runs")?.socket.clone()
+            }
+        })
+    }
+
+    /// The socket of enabled plugin `id`.
+    fn plugin_socket(&self, id: &str) -> PathBuf {
+        match self {
+            Target::Ours(d) => d.exec_root.join("plugins").join(id).join("localvol.sock"),
+            Target::Theirs { .. } => {
+                Path::new(DOCKERD_PLUGIN_SOCKETS).join(id).join("localvol.sock")
+            }
+        }
+    }
+
+    /// SIGTERM, start again; returns (ms until `GET /plugins` answers, ms until every
+    /// plugin socket in `ids` accepts).
+    fn restart(&mut self, ids: &[String]) -> Result<(f64, f64)> {
+        let started = match self {
+            Target::Ours(d) => {
+                d.stop()?;
+                let t = Instant::now();
+                d.restart()?;
+                t
+            }
+            Target::Theirs { dockerd, dir, options } => {
+                drop(dockerd.take());
+                let t = Instant::now();
+                *dockerd = Some(Dockerd::start_with(dir, options)?);
+                t
+            }
+        };
+        let socket = self.socket()?;
+        let listed = wait_until(Duration::from_secs(120), || {
+            http::unix(&socket, &Request::get("/plugins"), Duration::from_secs(5))
+                .is_ok_and(|r| r.status == 200)
+        });
+        let listed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let sockets: Vec<PathBuf> = ids.iter().map(|id| self.plugin_socket(id)).collect();
+        let all = wait_until(Duration::from_secs(180), || {
+            sockets.iter().all(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
+        });
+        if !listed || !all {
+            bail!("{}: plugins not back after a restart", self.name());
+        }
+        Ok((listed_ms, started.elapsed().as_secs_f64() * 1000.0))
+    }
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run() -> Result<()> {
+    setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
+    setup::step(
+        "build dockplugd and localvol (release)",
+        &[
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "dockplug-daemon",
+            "--bin",
+            "dockplugd",
+            "-p",
+            "dockplug-localvol",
+            "--bin",
+            "localvol",
+        ],
+        &[],
+    )?;
+    let bin = setup::profile_dir("release");
+    let tmp = dockplug_testkit::temp_dir("dpbd")?;
+    let plugin = dockplug_testkit::package::localvol_plugin(
+        &bin.join("localvol"),
+        &tmp.path().join("plugin"),
+    )
+    .context("package localvol")?;
+    let plugin_dir = plugin.to_str().context("a UTF-8 path")?.to_owned();
+
+    let containerd = Containerd::start()?;
+    let registry = Registry::plain()?;
+    let mut ours = DockplugdOptions::new(bin.join("dockplugd"));
+    ours.containerd = Some(containerd.socket.clone());
+    ours.plugins_namespace = Some(format!("{}-dpd", containerd.namespace));
+    ours.args = vec!["--log-level".into(), "warn".into()];
+    let theirs = DockerdOptions {
+        containerd: Some(containerd.socket.clone()),
+        namespace: format!("{}-dkd", containerd.namespace),
+        plugins_namespace: format!("{}-dkdp", containerd.namespace),
+        log_level: "warn".to_owned(),
+    };
+    let dkd_dir = tmp.path().join("dkd");
+    let mut targets = vec![
+        Target::Ours(Dockplugd::start(&tmp.path().join("d"), &ours)?),
+        Target::Theirs {
+            dockerd: Some(Dockerd::start_with(&dkd_dir, &theirs)?),
+            dir: dkd_dir,
+            options: theirs,
+        },
+    ];
+    let mut table = Table::default();
+    for t in &targets {
+        table.add("RSS idle (MB)", t.name(), t.rss_mb()?);
+    }
+
+    // The plugin in the registry, for the installs.
+    let remote = format!("{}/bench/localvol", registry.host());
+    targets[0].docker(&["plugin", "create", &remote, &plugin_dir])?;
+    targets[0].docker(&["plugin", "push", &remote])?;
+    targets[0].docker(&["plugin", "rm", &remote])?;
+
+    for round in 0..ROUNDS {
+        for t in &targets {
+            let name = format!("b{round}");
+            table.add("create (ms)", t.name(), t.timed(&["plugin", "create", &name, &plugin_dir])?);
+            table.add("enable (ms)", t.name(), t.timed(&["plugin", "enable", &name])?);
+            if round == 0 {
+                table.add("RSS, 1 enabled (MB)", t.name(), t.rss_mb()?);
+            }
+            table.add("disable (ms)", t.name(), t.timed(&["plugin", "disable", &name])?);
+            table.add("rm (ms)", t.name(), t.timed(&["plugin", "rm", &name])?);
+            let alias = format!("i{round}");
+            table.add(
+                "install (ms)",
+                t.name(),
+                t.timed(&[
+                    "plugin",
+                    "install",
+                    "--grant-all-permissions",
+                    "--alias",
+                    &alias,
+                    &remote,
+                ])?,
+            );
+            t.docker(&["plugin", "rm", "-f", &alias])?;
+        }
+        println!("bench-daemon: round {} of {ROUNDS} done", round + 1);
+    }
+
+    // The fleet: 20 plugins, each with a rootfs layer of its own (dockerd refuses a layer it
+    // already stores).
+    let mut fleet_ids: Vec<Vec<String>> = Vec::new();
+    for t in &targets {
+        let mut ids = Vec::new();
+        for i in 0..FLEET {
+            let dir = fleet_dir(&plugin, &tmp.path().join("fleet").join(i.to_string()), i)?;
+            let name = format!("fleet{i}");
+            t.docker(&["plugin", "create", &name, dir.to_str().context("a UTF-8 path")?])?;
+            t.docker(&["plugin", "enable", &name])?;
+            ids.push(t.docker(&["plugin", "inspect", "-f", "{{.Id}}", &name])?.trim().to_owned());
+        }
+        table.add("RSS, 20 enabled (MB)", t.name(), t.rss_mb()?);
+        fleet_ids.push(ids);
+    }
+    for _ in 0..RESTARTS {
+        for (t, ids) in targets.iter_mut().zip(&fleet_ids) {
+            let (listed, all) = t.restart(ids)?;
+            table.add("restart, 20 enabled: until GET /plugins (ms)", t.name(), listed);
+            table.add("restart, 20 enabled: until all 20 answer (ms)", t.name(), all);
+        }
+    }
+    for (t, _) in targets.iter().zip(&fleet_ids) {
+        for i in 0..FLEET {
+            t.docker(&["plugin", "rm", "-f", &format!("fleet{i}")])?;
+        }
+    }
+    let version = targets[0].docker(&["version", "--format", "{{.Client.Version}}"])?;
+    println!(
+        "\nbench-daemon: docker CLI {} (/usr/bin/docker), {ROUNDS} rounds, {RESTARTS} restarts",
+        version.trim()
+    );
+    table.print();
+    Ok(())
+}
+
+/// A copy of the plugin directory with one more file, so its layer is its own.
+fn fleet_dir(plugin: &Path, dir: &Path, i: usize) -> Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(plugin.join("config.json"))
+        .arg(plugin.join("rootfs"))
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        bail!("cp -a {} failed", plugin.display());
+    }
+    std::fs::write(dir.join("rootfs").join("fleet-id"), i.to_string())?;
+    Ok(dir.to_owned())
+}
+
+/// Samples per metric and daemon, printed as medians and their ratio.
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, Vec<f64>, Vec<f64>)>,
+}
+
+impl Table {
+    fn add(&mut self, metric: &str, daemon: &str, value: f64) {
+        if !self.rows.iter().any(|r| r.0 == metric) {
+            self.rows.push((metric.to_owned(), Vec::new(), Vec::new()));
+        }
+        if let Some(row) = self.rows.iter_mut().find(|r| r.0 == metric) {
+            if daemon == "dockplugd" {
+                row.1.push(value);
+            } else {
+                row.2.push(value);
+            }
+        }
+    }
+
+    fn print(&self) {
+        println!("| metric (median) | dockplugd | dockerd | ratio |");
+        println!("|---|---:|---:|---:|");
+        for (metric, ours, theirs) in &self.rows {
+            let (a, b) = (median(ours), median(theirs));
+            println!("| {metric} | {a:.1} | {b:.1} | {:.2}x |", a / b);
+        }
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
