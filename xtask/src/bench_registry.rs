@@ -1,0 +1,195 @@
+//! `cargo xtask bench-registry`: install (pull + enable), pull only and push of the packaged
+//! localvol through one private registry (Debian's docker-registry), dockplugd against
+//! dockerd on one private containerd, both driven through the Engine API, rounds
+//! alternating. Every round uses a plugin whose layer neither daemon has seen (a one-file
+//! difference), so each pull downloads and each push uploads. Prints median ratios; not
+//! part of `ci`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use dockplug_testkit::http::Response;
+use dockplug_testkit::{Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry};
+
+use crate::setup;
+
+const ROUNDS: usize = 7;
+
+/// One Engine API peer: a name for the table and a way to send a request.
+trait Peer {
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response>;
+}
+
+struct Theirs(Dockerd);
+struct Ours(Dockplugd);
+
+impl Peer for Theirs {
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+        Ok(self.0.request(method, path, body, "application/json")?)
+    }
+}
+
+impl Peer for Ours {
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+        Ok(self.0.request(method, path, body)?)
+    }
+}
+
+/// `call`, failing unless 2xx; a pull or push stream with an error line fails too.
+fn ok(peer: &dyn Peer, what: &str, method: &str, path: &str, body: &[u8]) -> Result<()> {
+    let r = peer.call(method, path, body)?;
+    let text = r.text();
+    if !(200..300).contains(&r.status) || text.contains("\"errorDetail\"") {
+        bail!("{what}: {method} {path}: {} {text}", r.status);
+    }
+    Ok(())
+}
+
+/// A build context of the plugin directory with `rootfs/bench-id` = `id`.
+fn context(plugin: &Path, scratch: &Path, id: &str) -> Result<Vec<u8>> {
+    let extra = scratch.join(id);
+    std::fs::create_dir_all(extra.join("rootfs"))?;
+    std::fs::write(extra.join("rootfs").join("bench-id"), id)?;
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(plugin)
+        .args(["-cf", "-", "config.json", "rootfs"])
+        .arg("-C")
+        .arg(&extra)
+        .arg("rootfs/bench-id")
+        .output()
+        .context("run tar")?;
+    if !out.status.success() {
+        bail!("tar of {} failed", plugin.display());
+    }
+    Ok(out.stdout)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run() -> Result<()> {
+    setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
+    setup::step(
+        "build dockplugd and localvol",
+        &[
+            "build", "--quiet", "--profile", "release", "-p", "dockplug-daemon", "--bin",
+            "dockplugd", "-p", "dockplug-localvol", "--bin", "localvol",
+        ],
+        &[],
+    )?;
+    let out = setup::profile_dir("release");
+    let tmp = dockplug_testkit::temp_dir("dpr")?;
+    let plugin = dockplug_testkit::package::localvol_plugin(
+        &out.join("localvol"),
+        &tmp.path().join("plugin"),
+    )
+    .context("package localvol as a v2 plugin")?;
+    let scratch = tmp.path().join("variants");
+    let containerd = Containerd::start()?;
+    let registry = Registry::plain()?;
+    let host = registry.host();
+    let theirs = Theirs(Dockerd::start_with(
+        &tmp.path().join("dkd"),
+        &DockerdOptions {
+            containerd: Some(containerd.socket.clone()),
+            namespace: "bench".to_owned(),
+            plugins_namespace: "plugins.bench".to_owned(),
+            log_level: "warn".to_owned(),
+        },
+    )?);
+    let mut options = DockplugdOptions::new(out.join("dockplugd"));
+    options.containerd = Some(containerd.socket.clone());
+    options.plugins_namespace = Some("plugins.dpbench".to_owned());
+    let ours = Ours(Dockplugd::start(&tmp.path().join("dpd"), &options)?);
+    let peers: [(&str, &dyn Peer); 2] = [("dockerd", &theirs), ("dockplug", &ours)];
+
+    // The registry gets one never-seen plugin per (peer, round, pull kind), pushed by dockerd.
+    let publish = |id: &str| -> Result<String> {
+        let name = format!("{host}/bench/{id}:1");
+        let ctx = context(&plugin, &scratch, id)?;
+        ok(&theirs, "prepare", "POST", &format!("/plugins/create?name={name}"), &ctx)?;
+        ok(&theirs, "prepare", "POST", &format!("/plugins/{name}/push"), b"")?;
+        ok(&theirs, "prepare", "DELETE", &format!("/plugins/{name}?force=1"), b"")?;
+        Ok(name)
+    };
+    let mut results: Vec<(&str, &str, f64)> = Vec::new();
+    for round in 0..ROUNDS {
+        // Alternate who goes first.
+        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        for &i in &order {
+            let (who, peer) = peers[i];
+            // install: pull + enable.
+            let remote = publish(&format!("i{who}{round}"))?;
+            let local = format!("inst{round}:latest");
+            let ms = timed(|| {
+                ok(peer, "pull", "POST", &format!("/plugins/pull?remote={remote}&name={local}"), b"[]")?;
+                ok(peer, "enable", "POST", &format!("/plugins/{local}/enable?timeout=0"), b"")
+            })?;
+            println!("bench: {who} install #{round}: {ms:.1} ms");
+            results.push((who, "install", ms));
+            ok(peer, "disable", "POST", &format!("/plugins/{local}/disable?force=1"), b"")?;
+            ok(peer, "remove", "DELETE", &format!("/plugins/{local}?force=1"), b"")?;
+            // pull only.
+            let remote = publish(&format!("p{who}{round}"))?;
+            let local = format!("pull{round}:latest");
+            let ms = timed(|| {
+                ok(peer, "pull", "POST", &format!("/plugins/pull?remote={remote}&name={local}"), b"[]")
+            })?;
+            println!("bench: {who} pull #{round}: {ms:.1} ms");
+            results.push((who, "pull", ms));
+            ok(peer, "remove", "DELETE", &format!("/plugins/{local}?force=1"), b"")?;
+            // push: a fresh plugin to a fresh repository.
+            let name = format!("{host}/push{who}{round}/localvol:1");
+            let ctx = context(&plugin, &scratch, &format!("u{who}{round}"))?;
+            ok(peer, "create", "POST", &format!("/plugins/create?name={name}"), &ctx)?;
+            let ms = timed(|| ok(peer, "push", "POST", &format!("/plugins/{name}/push"), b""))?;
+            println!("bench: {who} push #{round}: {ms:.1} ms");
+            results.push((who, "push", ms));
+            ok(peer, "remove", "DELETE", &format!("/plugins/{name}?force=1"), b"")?;
+        }
+    }
+
+    let layer_bytes: u64 = walk_size(&plugin.join("rootfs"));
+    println!();
+    println!(
+        "| measure (median of {ROUNDS}, rootfs {:.1} MB) | dockplugd | dockerd 20.10 | ratio |",
+        layer_bytes as f64 / 1e6
+    );
+    println!("|---|---|---|---|");
+    for (what, target) in [("install", "<= 0.25"), ("pull", ""), ("push", "<= 0.5")] {
+        let of = |who: &str| {
+            median(results.iter().filter(|r| r.0 == who && r.1 == what).map(|r| r.2).collect())
+        };
+        let (o, t) = (of("dockplug"), of("dockerd"));
+        let goal = if target.is_empty() { String::new() } else { format!(" (target {target})") };
+        println!("| {what} | {o:.1} ms | {t:.1} ms | {:.3}{goal} |", o / t);
+    }
+    Ok(())
+}
+
+/// Bytes under `dir` (regular files).
+fn walk_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => total += walk_size(&e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
