@@ -11,13 +11,16 @@
 //! | `package localvol` | package localvol as a v2 plugin directory (`config.json` + `rootfs/`) |
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 //! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
+//! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
 //! | `bench-registry` | install (pull + enable), pull and push of the packaged localvol through one private registry, dockplugd vs dockerd on one containerd, alternating rounds; prints median ratios (not part of `ci`) |
 //! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
 mod bench;
+mod bench_daemon;
 mod bench_enable;
 mod bench_registry;
 mod demo;
+mod demo_daemon;
 mod managed;
 mod package;
 mod setup;
@@ -44,6 +47,7 @@ fn run() -> Result<()> {
         "package" => package::task(&args[1..]),
         "bench" => bench::run(&args[1..]),
         "bench-enable" => bench_enable::run(),
+        "bench-daemon" => bench_daemon::run(),
         "bench-registry" => bench_registry::run(),
         "bench-manager" => setup::step(
             "manager store bench (1,000 plugins)",
@@ -69,6 +73,8 @@ tasks:
   bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)
   bench-manager
           the manager with 1,000 plugins in its store: load time, list and inspect latency, heap
+  bench-daemon
+          the docker CLI against dockplugd vs dockerd: create, enable, disable, rm, install, RSS, restart (not in ci)
   bench-enable
           enable-to-ready latency and memory with 20 plugins: dockplug on containerd vs dockerd (not in ci)
   bench-registry
