@@ -227,7 +227,8 @@ pub(crate) async fn call(
     out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
     let usage = "usage: dockplug call (NAME | --addr ADDR) METHOD [JSON|-]";
-    let (client, method, arg) = target(dirs, &a.target, a.name, a.method, a.json, timeout, usage)?;
+    let (client, method, arg) =
+        target(dirs, &a.target, (a.name, a.method, a.json), timeout, 6, usage)?;
     let body = arg.as_deref().map(json_arg).transpose()?;
     let reply = client
         .call_raw(&method, body, CallOptions::new().timeout(timeout))
@@ -254,7 +255,10 @@ pub(crate) async fn bench(
     out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
     let usage = "usage: dockplug bench (NAME | --addr ADDR) METHOD [JSON] -n N -c C";
-    let (client, method, arg) = target(dirs, &b.target, b.name, b.method, b.json, timeout, usage)?;
+    // One idle connection per caller, so the benchmark measures calls, not reconnects.
+    let idle = b.c.max(6);
+    let (client, method, arg) =
+        target(dirs, &b.target, (b.name, b.method, b.json), timeout, idle, usage)?;
     let args = match arg {
         None => Value::Null,
         Some(arg) => {
@@ -292,10 +296,9 @@ pub(crate) async fn bench(
 fn target(
     dirs: &LocalRegistry,
     t: &TargetArgs,
-    first: String,
-    second: Option<String>,
-    third: Option<String>,
+    (first, second, third): (String, Option<String>, Option<String>),
     timeout: Duration,
+    max_idle: usize,
     usage: &str,
 ) -> Result<(Client, String, Option<String>), Failure> {
     let (addr, tls, method, arg) = match &t.addr {
@@ -317,6 +320,7 @@ fn target(
         .tls(tls)
         .retry(RetryPolicy::never())
         .connect_timeout(timeout)
+        .max_idle(max_idle)
         .build()
         .map_err(|e| Failure::new(EXIT_FAILURE, chain(&e)))?;
     Ok((client, method, arg))
