@@ -133,6 +133,8 @@ impl<E: Executor> Manager<E> {
     /// Installs the plugin `remote` from a registry as `name` (default: the remote's
     /// familiar name), checking `granted` against its config before fetching any layer,
     /// then enables it unless [`PullOptions::disable`]. Progress goes to `progress`.
+    // Moby's `Pull` takes these seven; a request struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn pull<D: Distribution>(
         &self,
         registry: &D,
@@ -199,17 +201,12 @@ impl<E: Executor> Manager<E> {
         }
         let blobs = self.inner.blobs.clone();
         let (config_blob, manifest) = (resolved.config.clone(), resolved.manifest.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), ManagerError> {
+        ManagerError::blocking("store the config and manifest blobs", move || {
             blobs.put(&config_blob)?;
             blobs.put(&manifest)?;
             Ok(())
         })
-        .await
-        .map_err(|e| {
-            ManagerError::io("store", self.inner.config.root.join("storage"))(
-                std::io::Error::other(e),
-            )
-        })??;
+        .await?;
         Ok((resolved, config))
     }
 
@@ -223,18 +220,17 @@ impl<E: Executor> Manager<E> {
         let blobs = self.inner.blobs.clone();
         let layers: Vec<String> = resolved.parsed.layers.iter().map(|l| l.digest.clone()).collect();
         let dir = staging.clone();
-        let applied = tokio::task::spawn_blocking(move || -> Result<(), ManagerError> {
+        let applied = ManagerError::blocking("apply the plugin's layers", move || {
             fsutil::mkdir_all(&dir, 0o755).map_err(ManagerError::io("mkdir", &dir))?;
             for digest in &layers {
                 crate::layer::apply(&blobs, digest, &dir)?;
             }
             Ok(())
         })
-        .await
-        .map_err(|e| ManagerError::io("extract", &staging)(std::io::Error::other(e)));
+        .await;
         match applied {
-            Ok(Ok(())) => Ok(staging),
-            Ok(Err(e)) | Err(e) => {
+            Ok(()) => Ok(staging),
+            Err(e) => {
                 let _ = fsutil::remove_dir_if_exists(&staging);
                 Err(e)
             }

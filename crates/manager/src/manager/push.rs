@@ -35,7 +35,8 @@ impl<E: Executor> Manager<E> {
         let (manifest, parsed) = {
             let record = record.clone();
             let blobs = blobs.clone();
-            tokio::task::spawn_blocking(
+            ManagerError::blocking(
+                "read the manifest to push",
                 move || -> Result<(Vec<u8>, ImageManifest), ManagerError> {
                     if blobs.contains(&record.manifest) {
                         let bytes = blobs.get(&record.manifest)?;
@@ -65,12 +66,7 @@ impl<E: Executor> Manager<E> {
                     Ok((bytes, m))
                 },
             )
-            .await
-            .map_err(|e| {
-                ManagerError::io("read", self.inner.config.root.join("storage"))(
-                    std::io::Error::other(e),
-                )
-            })??
+            .await?
         };
         let mut descriptors = vec![parsed.config.clone()];
         descriptors.extend(parsed.layers.iter().cloned());
