@@ -5,7 +5,8 @@
 //! privileges query with 501 (`... is not implemented by this daemon`), while
 //! [`ManagerBackend`] (a manager and its registry client) serves them all.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dockplug_manager::manager::PullOptions;
@@ -13,6 +14,7 @@ use dockplug_manager::{DaemonEvent, Distribution, Executor, Manager};
 use dockplug_protocol::events::{EventActor, PLUGIN_EVENT_TYPE};
 use dockplug_protocol::filters::PluginListFilter;
 use dockplug_protocol::progress::JsonMessage;
+use dockplug_protocol::reference::Reference;
 use dockplug_protocol::{Plugin, PluginPrivilege};
 
 use crate::backend::{
@@ -74,11 +76,7 @@ impl<E: Executor> Backend for Manager<E> {
 
     fn watch_events(&self, sink: EventSink) {
         self.on_daemon_event(move |e: &DaemonEvent<'_>| {
-            let actor = EventActor {
-                id: e.id.to_owned(),
-                attributes: [("name".to_owned(), e.name.to_owned())].into(),
-            };
-            sink.log(PLUGIN_EVENT_TYPE, e.action, actor);
+            log_plugin_event(&sink, e.action, e.id, e.name)
         });
     }
 
@@ -88,18 +86,40 @@ impl<E: Executor> Backend for Manager<E> {
     }
 }
 
+/// Logs a plugin event as Moby's `LogPluginEvent` does: actor ID and a `name` attribute.
+fn log_plugin_event(sink: &EventSink, action: &str, id: &str, name: &str) {
+    let actor =
+        EventActor { id: id.to_owned(), attributes: [("name".to_owned(), name.to_owned())].into() };
+    sink.log(PLUGIN_EVENT_TYPE, action, actor);
+}
+
+/// The `pull` events the manager reported, by plugin name, so an upgrade the manager did not
+/// report is logged once (Moby's `Upgrade` logs `pull`).
+#[derive(Debug, Default)]
+struct PullEvents {
+    sink: OnceLock<EventSink>,
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl PullEvents {
+    fn count(&self, name: &str) -> u64 {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(name).copied().unwrap_or(0)
+    }
+}
+
 /// A manager and the registry client its pulls, pushes and privileges queries use: the
 /// backend of a daemon.
 #[derive(Debug, Clone)]
 pub struct ManagerBackend<E: Executor, D> {
     manager: Manager<E>,
     registry: Arc<D>,
+    pulls: Arc<PullEvents>,
 }
 
 impl<E: Executor, D: Distribution + 'static> ManagerBackend<E, D> {
     /// A backend over `manager` reaching registries through `registry`.
     pub fn new(manager: Manager<E>, registry: D) -> Self {
-        Self { manager, registry: Arc::new(registry) }
+        Self { manager, registry: Arc::new(registry), pulls: Arc::default() }
     }
 
     /// The manager.
@@ -157,8 +177,12 @@ impl<E: Executor, D: Distribution + 'static> Backend for ManagerBackend<E, D> {
     }
 
     async fn upgrade(&self, request: UpgradeRequest, progress: Progress) -> Result<(), ApiError> {
+        let before = Manager::inspect(&self.manager, &request.name)
+            .map(|p| self.pulls.count(&p.name))
+            .unwrap_or(0);
         let sink = sink(&progress);
-        self.manager
+        let plugin = self
+            .manager
             .upgrade(
                 &*self.registry,
                 &request.name,
@@ -168,6 +192,14 @@ impl<E: Executor, D: Distribution + 'static> Backend for ManagerBackend<E, D> {
                 &sink,
             )
             .await?;
+        if self.pulls.count(&plugin.name) == before {
+            if let (Some(events), Ok(remote)) =
+                (self.pulls.sink.get(), Reference::parse(&request.remote))
+            {
+                let remote = remote.with_default_tag().to_string();
+                log_plugin_event(events, "pull", &remote, &plugin.name);
+            }
+        }
         Ok(())
     }
 
@@ -192,7 +224,15 @@ impl<E: Executor, D: Distribution + 'static> Backend for ManagerBackend<E, D> {
     }
 
     fn watch_events(&self, sink: EventSink) {
-        Backend::watch_events(&self.manager, sink);
+        let _ = self.pulls.sink.set(sink.clone());
+        let pulls = self.pulls.clone();
+        self.manager.on_daemon_event(move |e: &DaemonEvent<'_>| {
+            if e.action == "pull" {
+                let mut seen = pulls.seen.lock().unwrap_or_else(|e| e.into_inner());
+                *seen.entry(e.name.to_owned()).or_default() += 1;
+            }
+            log_plugin_event(&sink, e.action, e.id, e.name);
+        });
     }
 
     async fn info(&self) -> PluginsInfo {

@@ -161,8 +161,12 @@ async fn create<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiErro
     let limit = r.context_limit();
     let (mut body, idle) = r.into_body();
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(CONTEXT_BUFFER);
+    // Feeds the backend; once it stops reading (it answered early, e.g. the name exists),
+    // reads the rest of the body and drops it, so that the client, still writing, gets to
+    // read the answer (within the same size and idle limits).
     let pump = async move {
         let mut total = 0u64;
+        let mut tx = Some(tx);
         while let Some(chunk) = body.frame(idle).await {
             let item = chunk.map_err(io::Error::other).and_then(|c| {
                 total += c.len() as u64;
@@ -173,7 +177,12 @@ async fn create<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiErro
                 }
             });
             let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            if let Some(sender) = &tx {
+                if sender.send(item).await.is_err() {
+                    tx = None;
+                }
+            }
+            if failed {
                 return;
             }
         }
@@ -187,6 +196,9 @@ async fn create<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiErro
             () = &mut pump, if pumping => pumping = false,
         }
     };
+    if pumping {
+        pump.await;
+    }
     result?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }

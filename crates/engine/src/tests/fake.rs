@@ -187,6 +187,10 @@ impl Backend for Fake {
 
     async fn create(&self, name: &str, mut context: BuildContext) -> Result<(), ApiError> {
         self.record(format!("create {name}"));
+        if name == "taken" {
+            // Answers before reading the context, as the manager does for a name in use.
+            return Err(ApiError::new(ErrorKind::Conflict, "plugin taken:latest already exists"));
+        }
         let read = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
             std::io::Read::read_to_end(&mut context, &mut buf).map(|_| buf)

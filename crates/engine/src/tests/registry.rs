@@ -291,4 +291,26 @@ async fn upgrade_keeps_the_id_and_needs_a_disabled_plugin() {
     let p = json(&body(call(&engine, Method::GET, inspect).await).await);
     assert_eq!(p["Id"], id, "same plugin");
     assert_eq!(p["PluginReference"], "localhost:5000/vieux/vol:2");
+
+    // Moby logs a `pull` for the pull and for the upgrade (actor: the familiar remote).
+    let until = crate::events::now_nanos() / 1_000_000_000 + 1;
+    let uri = format!("/events?since=0&until={until}&filters=%7B%22event%22%3A%5B%22pull%22%5D%7D");
+    let r = call(&engine, Method::GET, &uri).await;
+    let text = tokio::time::timeout(Duration::from_secs(10), body(r)).await.unwrap();
+    let pulls: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v = json(l);
+            let s = |v: &Value| v.as_str().unwrap().to_owned();
+            (s(&v["Actor"]["ID"]), s(&v["Actor"]["Attributes"]["name"]))
+        })
+        .collect();
+    let name = "localhost:5000/vieux/vol:1".to_owned();
+    assert_eq!(
+        pulls,
+        [
+            ("localhost:5000/vieux/vol:1".to_owned(), name.clone()),
+            ("localhost:5000/vieux/vol:2".to_owned(), name)
+        ]
+    );
 }

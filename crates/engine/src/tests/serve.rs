@@ -67,6 +67,11 @@ async fn headers_on_the_wire_are_dockerds() {
         assert!(head.contains(h), "{h:?} in {head}");
     }
     assert!(head.contains("Server: Docker/"), "{head}");
+    assert_eq!(head.matches("Content-Length").count(), 1, "{head}");
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").await.unwrap();
+    let reply = read_until(&mut s, "\r\n\r\nOK").await;
+    assert!(reply.contains("Content-Length: 2\r\n"), "{reply}");
+    assert!(reply.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{reply}");
     // The connection is kept alive for the next request.
     s.write_all(b"GET /v1.41/plugins/nope/json HTTP/1.1\r\nHost: docker\r\n\r\n").await.unwrap();
     let reply = read_until(&mut s, "}\n").await;
@@ -129,4 +134,26 @@ async fn shutdown_ends_event_streams_and_returns() {
     let rest = read_until(&mut s, "0\r\n\r\n").await;
     assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
     assert!(UnixStream::connect(&server.path).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn an_early_answer_to_create_is_read_by_a_client_still_sending() {
+    let server = start(Fake::default(), EngineConfig::default());
+    let mut s = UnixStream::connect(&server.path).await.unwrap();
+    let body = vec![0u8; 4 << 20];
+    let head = format!(
+        "POST /v1.41/plugins/create?name=taken HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(&body).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .expect("the server reads the whole body")
+        .expect("and does not close on the client");
+    let reply = read_until(&mut s, "}\n").await;
+    assert!(reply.starts_with("HTTP/1.1 409 Conflict\r\n"), "{reply}");
+    assert!(reply.ends_with("{\"message\":\"plugin taken:latest already exists\"}\n"), "{reply}");
 }
