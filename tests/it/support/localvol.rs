@@ -2,13 +2,14 @@
 //! v2 plugin directory packaged by `dockplug_testkit::package`, as `cargo xtask package
 //! localvol` packages it.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{wait_for_socket, Daemon};
+use dockplug_testkit::{package, wait_until};
 
-use dockplug_testkit::package;
+use super::Daemon;
 
 pub use package::LOCALVOL_SOCKET;
 
@@ -77,11 +78,11 @@ impl LocalVol {
         let daemon =
             Daemon::spawn("localvol", cmd, &dir.join("localvol.log")).expect("start localvol");
         let lv = LocalVol { daemon, socket, root, spec: spec.map(|s| s.with_extension("spec")) };
-        assert!(
-            wait_for_socket(&lv.socket, Duration::from_secs(10)),
-            "localvol did not listen: {}",
-            lv.daemon.log_tail()
-        );
+        // localvol writes its spec file just after it binds the socket: wait for both.
+        let ready = wait_until(Duration::from_secs(10), || {
+            UnixStream::connect(&lv.socket).is_ok() && lv.spec.as_ref().is_none_or(|s| s.is_file())
+        });
+        assert!(ready, "localvol did not listen (or wrote no spec file): {}", lv.daemon.log_tail());
         lv
     }
 }
