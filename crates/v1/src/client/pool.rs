@@ -80,6 +80,16 @@ impl Pool {
 /// Close idle connections as they pass `timeout`; ends when none is left (or the client is
 /// gone).
 async fn reap(state: Weak<Mutex<Idle>>, timeout: Duration) {
+    // If the runtime drops this task, the next check-in starts another.
+    struct Done(Option<Weak<Mutex<Idle>>>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            if let Some(state) = self.0.take().and_then(|w| w.upgrade()) {
+                Pool::lock(&state).reaping = false;
+            }
+        }
+    }
+    let mut done = Done(Some(state.clone()));
     loop {
         let next = {
             let Some(state) = state.upgrade() else { return };
@@ -89,7 +99,9 @@ async fn reap(state: Weak<Mutex<Idle>>, timeout: Duration) {
             match idle.conns.first() {
                 Some((_, since)) => *since + timeout,
                 None => {
+                    // Cleared under the lock, so a check-in now starts a new task.
                     idle.reaping = false;
+                    done.0 = None;
                     return;
                 }
             }
