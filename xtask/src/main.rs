@@ -12,14 +12,17 @@
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 //! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
 //! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
+//! | `fuzz` | every parser's fuzz target under libFuzzer (cargo-fuzz; `--list`, `--all`, `--seconds N`); the same targets run bounded as property tests in `ci` (not part of `ci`) |
 //! | `bench-registry` | install (pull + enable), pull and push of the packaged localvol through one private registry, dockplugd vs dockerd on one containerd, alternating rounds; prints median ratios (not part of `ci`) |
 //! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
+mod advisories;
 mod bench;
 mod bench_daemon;
 mod bench_enable;
 mod bench_registry;
 mod demo;
+mod fuzz;
 mod demo_daemon;
 mod managed;
 mod package;
@@ -49,6 +52,7 @@ fn run() -> Result<()> {
         "bench-enable" => bench_enable::run(),
         "bench-daemon" => bench_daemon::run(),
         "bench-registry" => bench_registry::run(),
+        "fuzz" => fuzz::task(&args[1..]),
         "bench-manager" => setup::step(
             "manager store bench (1,000 plugins)",
             &["bench", "-p", "dockplug-manager", "--bench", "store"],
@@ -78,7 +82,9 @@ tasks:
   bench-enable
           enable-to-ready latency and memory with 20 plugins: dockplug on containerd vs dockerd (not in ci)
   bench-registry
-          install, pull and push through one registry: dockplugd vs dockerd, median ratios (not in ci)";
+          install, pull and push through one registry: dockplugd vs dockerd, median ratios (not in ci)
+  fuzz (--list | --all | <name>) [--seconds N]
+          the parsers' fuzz targets under libFuzzer via cargo-fuzz, N s each (not in ci)";
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
@@ -96,6 +102,7 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     setup::step("cargo deny", &["deny", "--locked", "check", "licenses", "bans", "sources"], &[])?;
+    advisories::report(&setup::workspace_root());
     println!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
 }

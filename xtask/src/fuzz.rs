@@ -1,0 +1,218 @@
+//! `cargo xtask fuzz`: the fuzz targets of `dockplug-fuzz` under libFuzzer, through cargo-fuzz.
+//!
+//! ```text
+//! cargo xtask fuzz --list                  one target name per line
+//! cargo xtask fuzz <name> [--seconds N]    one target for N seconds (default 60)
+//! cargo xtask fuzz --all [--seconds N]     every target for N seconds each
+//! ```
+//!
+//! The bodies live in `crates/fuzz` (the same functions the bounded property tests of `ci`
+//! run); `fuzz/` is cargo-fuzz's harness, its own workspace. A run fails when libFuzzer
+//! reports a crash: the input is kept in `fuzz/artifacts/<name>/` and becomes a regression
+//! test in `crates/fuzz/src/regressions.rs`. New inputs libFuzzer finds go to
+//! `fuzz/target/corpus/<name>/` (not committed); the seeds in `fuzz/corpus/<name>/` are read
+//! only.
+//!
+//! cargo-fuzz passes `-Z` flags to rustc (sanitizer coverage), which only a nightly compiler
+//! takes. This task uses the `nightly` toolchain when rustup has one; otherwise it runs the
+//! stable compiler with `RUSTC_BOOTSTRAP=1`, which makes it accept those flags. AddressSanitizer
+//! is used when the toolchain ships its runtime (`librustc-*_rt.asan.a`), else `-s none`
+//! (coverage-guided fuzzing without a sanitizer: safe Rust needs none to find panics, only
+//! the C of a dependency would). cargo-fuzz itself is installed from crates.io on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::setup;
+
+const USAGE: &str = "usage: cargo xtask fuzz (--list | --all | <name>) [--seconds N]";
+
+/// The fuzz harness directory.
+fn harness() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// Target names, from the harness's `fuzz_targets/*.rs` (the fuzz crate's tests check that
+/// these are exactly its `TARGETS`).
+fn targets() -> Result<Vec<String>> {
+    let dir = harness().join("fuzz_targets");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// How cargo-fuzz is driven on this machine.
+struct Toolchain {
+    /// `+nightly` or nothing.
+    plus: Option<&'static str>,
+    /// `RUSTC_BOOTSTRAP=1` for the stable compiler.
+    bootstrap: bool,
+    /// `address` or `none`.
+    sanitizer: &'static str,
+    about: String,
+}
+
+fn sysroot(plus: Option<&str>) -> Option<PathBuf> {
+    let mut cmd = Command::new("rustc");
+    if let Some(p) = plus {
+        cmd.arg(p);
+    }
+    let out = cmd.args(["--print", "sysroot"]).output().ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn has_asan_runtime(sysroot: &Path) -> bool {
+    let lib = sysroot.join("lib/rustlib").join(host_triple()).join("lib");
+    std::fs::read_dir(lib)
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("librustc-") && n.ends_with("_rt.asan.a")
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn host_triple() -> String {
+    let out = Command::new("rustc").arg("-vV").output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".to_owned())
+}
+
+fn toolchain() -> Result<Toolchain> {
+    let nightly = sysroot(Some("+nightly"));
+    let (plus, bootstrap, root) = match nightly {
+        Some(root) => (Some("+nightly"), false, root),
+        None => (None, true, sysroot(None).context("no rustc answers `--print sysroot`")?),
+    };
+    let sanitizer = if has_asan_runtime(&root) { "address" } else { "none" };
+    let about = format!(
+        "{} compiler{}, sanitizer {sanitizer}",
+        if plus.is_some() { "nightly" } else { "stable" },
+        if bootstrap { " with RUSTC_BOOTSTRAP=1 (no nightly toolchain installed)" } else { "" },
+    );
+    Ok(Toolchain { plus, bootstrap, sanitizer, about })
+}
+
+fn cargo_fuzz(tc: &Toolchain, args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    if let Some(p) = tc.plus {
+        cmd.arg(p);
+    }
+    cmd.arg("fuzz").args(args).current_dir(harness());
+    if tc.bootstrap {
+        cmd.env("RUSTC_BOOTSTRAP", "1");
+    }
+    // The root workspace's CARGO and toolchain choice must not leak into the harness build.
+    cmd.env_remove("CARGO").env_remove("RUSTUP_TOOLCHAIN");
+    cmd
+}
+
+/// The task.
+pub fn task(args: &[String]) -> Result<()> {
+    let mut seconds: u64 = 60;
+    let mut chosen: Option<Vec<String>> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--list" => {
+                for t in targets()? {
+                    println!("{t}");
+                }
+                return Ok(());
+            }
+            "--all" => chosen = Some(targets()?),
+            "--seconds" => {
+                let v = it.next().context(USAGE)?;
+                seconds = v.parse().with_context(|| format!("--seconds {v:?}: {USAGE}"))?;
+            }
+            name if !name.starts_with('-') => {
+                if !targets()?.iter().any(|t| t == name) {
+                    bail!("no fuzz target `{name}` (cargo xtask fuzz --list)");
+                }
+                chosen = Some(vec![name.to_owned()]);
+            }
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    let Some(chosen) = chosen else { bail!("{USAGE}") };
+
+    setup::cargo_tool("cargo-fuzz", "cargo-fuzz", "0.13")?;
+    let tc = toolchain()?;
+    println!("xtask fuzz: libFuzzer through cargo-fuzz, {}", tc.about);
+    let sanitizer = ["-s", tc.sanitizer];
+
+    let started = Instant::now();
+    println!("xtask fuzz: ==> building {} targets", chosen.len());
+    let mut build = cargo_fuzz(&tc, &["build"]);
+    build.args(sanitizer);
+    if chosen.len() == 1 {
+        build.arg(&chosen[0]);
+    }
+    let status = build.status().context("start `cargo fuzz build`")?;
+    if !status.success() {
+        bail!(
+            "`cargo fuzz build` failed ({status}) with the {}; libFuzzer cannot run here",
+            tc.about
+        );
+    }
+    println!("xtask fuzz: <== built in {:.1?}", started.elapsed());
+
+    let mut crashed = Vec::new();
+    for name in &chosen {
+        let work = harness().join("target/corpus").join(name);
+        std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+        let seeds = harness().join("corpus").join(name);
+        let max_time = format!("-max_total_time={seconds}");
+        let t0 = Instant::now();
+        println!("xtask fuzz: ==> {name} for {seconds} s");
+        let status = cargo_fuzz(&tc, &["run"])
+            .args(sanitizer)
+            .arg(name)
+            .arg(&work)
+            .arg(&seeds)
+            .args([
+                "--",
+                &max_time,
+                // A single input may take at most 10 s and 2 GiB: a hang or a balloon is a
+                // defect too.
+                "-timeout=10",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
+            .status()
+            .with_context(|| format!("start `cargo fuzz run {name}`"))?;
+        if status.success() {
+            println!("xtask fuzz: <== {name}: no crash in {:.1?}", t0.elapsed());
+        } else {
+            println!(
+                "xtask fuzz: <== {name}: CRASH ({status}); input kept in fuzz/artifacts/{name}/"
+            );
+            crashed.push(name.clone());
+        }
+    }
+    if !crashed.is_empty() {
+        bail!("fuzz targets crashed: {}", crashed.join(", "));
+    }
+    println!(
+        "xtask fuzz: {} targets, {seconds} s each, no crash ({:.0?} in all)",
+        chosen.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
