@@ -172,8 +172,11 @@ pub fn run() -> Result<()> {
         log_level: "warn".to_owned(),
     };
     let dkd_dir = tmp.path().join("dkd");
+    // Its own short temp dir: plugin sockets are `<exec root>/plugins/<64 hex>/<socket>`, and
+    // a unix socket path has 107 bytes at most.
+    let home = dockplug_testkit::temp_dir("dp")?;
     let mut targets = vec![
-        Target::Ours(Dockplugd::start(&tmp.path().join("d"), &ours)?),
+        Target::Ours(Dockplugd::start(home.path(), &ours)?),
         Target::Theirs {
             dockerd: Some(Dockerd::start_with(&dkd_dir, &theirs)?),
             dir: dkd_dir,

@@ -43,7 +43,10 @@ pub fn run() -> Result<()> {
     options.plugins_namespace = Some(containerd.namespace.clone());
     options.args = vec!["--insecure-registry".into(), registry.host()];
     let started = Instant::now();
-    let d = Dockplugd::start(&tmp.path().join("d"), &options)?;
+    // Its own short temp dir: plugin sockets are `<exec root>/plugins/<64 hex>/<socket>`, and
+    // a unix socket path has 107 bytes at most.
+    let home = dockplug_testkit::temp_dir("dp")?;
+    let d = Dockplugd::start(home.path(), &options)?;
     println!(
         "demo daemon: dockplugd answering on {} in {:.0} ms (private containerd, registry at {})",
         d.socket.display(),
