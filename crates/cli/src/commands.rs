@@ -182,7 +182,12 @@ pub(crate) async fn inspect(
     out: &mut (dyn Write + Send),
     warnings: &mut Vec<Failure>,
 ) -> Result<(), Failure> {
-    let template = a.format.as_deref().map(Template::parse).transpose().map_err(Failure::usage)?;
+    // `json` prints each plugin as one line of JSON, as `docker inspect --format json` does.
+    let template = match a.format.as_deref().map(str::trim) {
+        None => None,
+        Some("json") => Some(Template::parse("{{json .}}").map_err(Failure::usage)?),
+        Some(t) => Some(Template::parse(t).map_err(Failure::usage)?),
+    };
     let jobs = a.names.iter().map(|name| async move {
         match dirs.plugin(name) {
             Ok(spec) => Ok(describe::describe(spec, timeout).await),

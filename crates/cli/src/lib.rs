@@ -148,7 +148,8 @@ struct InspectArgs {
     /// The plugins' names
     #[arg(value_name = "NAME", required = true)]
     names: Vec<String>,
-    /// Format each plugin with a template, e.g. '{{.Addr}}' or '{{json .TLSConfig}}'
+    /// Format each plugin with a template, e.g. '{{.Addr}}' or '{{json .TLSConfig}}'; 'json'
+    /// prints each as one line of JSON
     #[arg(short, long, value_name = "TEMPLATE")]
     format: Option<String>,
 }

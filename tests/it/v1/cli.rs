@@ -152,6 +152,10 @@ async fn inspect_and_call() {
     assert_eq!(out, format!("vol {vol_addr}\ndead tcp://127.0.0.1:1\n"));
     assert_eq!(err.lines().count(), 2, "each failure on its own line: {err}");
     assert!(err.contains("could not find plugin nope") && err.contains("plugin dead"), "{err}");
+    let (code, out, _) = dockplug(dir.path(), &["inspect", "vol", "--format", "json"]).await;
+    assert_eq!(code, EXIT_OK);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((out.lines().count(), &v["Name"]), (1, &Value::from("vol")));
 
     let (code, out, _) =
         dockplug(dir.path(), &["call", "vol", "VolumeDriver.Get", r#"{"Name":"x"}"#]).await;
