@@ -67,8 +67,8 @@ pub use executor::{
     exit_channel, BoxError, Executor, ExecutorError, Exit, ExitReceiver, ExitSender, OutputSink,
     PluginStdio, Signal,
 };
-pub use output::{OutputLine, OutputStream};
 pub use manager::{
     DaemonEvent, Manager, ManagerBuilder, ManagerConfig, PullOptions, RestartPolicy,
 };
+pub use output::{OutputLine, OutputStream};
 pub use store::{Handler, LookupMode, PluginRef, RunState, SpecOpt, Store};

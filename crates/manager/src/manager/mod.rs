@@ -55,7 +55,9 @@ pub struct ManagerConfig {
     pub exec_root: PathBuf,
     /// Keep plugins running across a manager restart.
     pub live_restore: bool,
-    /// How long `enable` waits for the plugin's socket by default (Moby's effective 9.5 s).
+    /// How long `enable` waits for the plugin's socket when given no timeout, or zero
+    /// (Moby's effective 9.5 s: `plugin/manager_linux.go pluginPostStart` dials the socket
+    /// at 0.5 s and then every 3 s, four times in all, whatever timeout it was given).
     pub start_timeout: Duration,
     /// How long a stop waits after `SIGTERM`, and again after `SIGKILL` (Moby: 10 s).
     pub stop_timeout: Duration,

@@ -51,7 +51,7 @@ pub struct PluginRef {
     pub socket: PathBuf,
     /// `Interface.ProtocolScheme`, defaulted to `moby.plugins.http/v1`.
     pub protocol: String,
-    /// The client timeout given at enable.
+    /// The client timeout given at enable (`None` when none, or zero, was given).
     pub timeout: Option<Duration>,
     /// `<root>/<id>/rootfs`.
     pub rootfs: PathBuf,
