@@ -25,7 +25,7 @@ pub enum GetError {
         message: String,
         /// The v1 error.
         #[source]
-        source: dockplug_v1::Error,
+        source: Box<dockplug_v1::Error>,
     },
     /// The client of a v2 plugin's socket cannot be built.
     #[error("plugin {name}: cannot set up its client: {source}")]
@@ -55,7 +55,11 @@ impl GetError {
     }
 
     pub(crate) fn legacy(name: &str, source: dockplug_v1::Error) -> Self {
-        GetError::Legacy { name: name.to_owned(), message: chain(&source), source }
+        GetError::Legacy {
+            name: name.to_owned(),
+            message: chain(&source),
+            source: Box::new(source),
+        }
     }
 }
 

@@ -219,8 +219,11 @@ impl Getter {
 /// across lookups), rebuilt when the socket or the timeout changes.
 #[derive(Default)]
 struct Clients {
-    by_id: Mutex<HashMap<String, (PathBuf, Option<Duration>, Client)>>,
+    by_id: Mutex<HashMap<String, CachedClient>>,
 }
+
+/// A client and what it was built for: the socket and the call timeout.
+type CachedClient = (PathBuf, Option<Duration>, Client);
 
 impl Clients {
     fn compat(&self, r: PluginRef) -> Result<CompatPlugin, GetError> {

@@ -65,7 +65,7 @@ pub enum VolumeError {
         driver: String,
         /// Why.
         #[source]
-        source: GetError,
+        source: Box<GetError>,
     },
     /// The driver of a known volume cannot be asked whether it still has it (500).
     #[error("{op} {name}: error while checking if volume \"{name}\" exists in driver \"{driver}\": {message}")]
@@ -244,7 +244,7 @@ impl VolumeService {
                 op,
                 name: name.to_owned(),
                 driver: driver.to_owned(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
