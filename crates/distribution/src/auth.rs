@@ -119,8 +119,7 @@ pub fn parse_challenges<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Ch
             rest = rest[end..].trim_start_matches([' ', ',']);
             let mut params: Vec<(String, String)> = Vec::new();
             // Parameters: key=value or key="quoted", until the next bare token.
-            loop {
-                let Some(eq) = rest.find('=') else { break };
+            while let Some(eq) = rest.find('=') {
                 let key = &rest[..eq];
                 if key.is_empty() || key.contains([' ', ',', '"']) {
                     break;

@@ -155,13 +155,17 @@ impl Fake {
 }
 
 fn client() -> RegistryClient {
-    let mut c = RegistryConfig::default();
-    c.certs_dir = None;
-    c.request_timeout = Duration::from_millis(500);
-    c.connect_timeout = Duration::from_millis(500);
-    c.platform =
-        TargetPlatform { os: "linux".into(), architecture: "amd64".into(), variant: String::new() };
-    RegistryClient::new(c)
+    RegistryClient::new(RegistryConfig {
+        certs_dir: None,
+        request_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        platform: TargetPlatform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: String::new(),
+        },
+        ..RegistryConfig::default()
+    })
 }
 
 /// A plugin in the fake's storage: config, one layer, the manifest as dockerd writes it.
@@ -581,10 +585,15 @@ async fn index_platforms_and_image_configs() {
         .await
         .unwrap();
     assert_eq!(r.digest, sha256(&amd.manifest));
-    let mut arm_cfg = RegistryConfig::default();
-    arm_cfg.certs_dir = None;
-    arm_cfg.platform =
-        TargetPlatform { os: "linux".into(), architecture: "arm64".into(), variant: "v8".into() };
+    let arm_cfg = RegistryConfig {
+        certs_dir: None,
+        platform: TargetPlatform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: "v8".into(),
+        },
+        ..RegistryConfig::default()
+    };
     let r = RegistryClient::new(arm_cfg)
         .resolve(
             &fake.reference("a/b:multi"),
@@ -594,10 +603,15 @@ async fn index_platforms_and_image_configs() {
         .await
         .unwrap();
     assert_eq!(r.digest, sha256(&arm.manifest));
-    let mut s390 = RegistryConfig::default();
-    s390.certs_dir = None;
-    s390.platform =
-        TargetPlatform { os: "linux".into(), architecture: "s390x".into(), variant: String::new() };
+    let s390 = RegistryConfig {
+        certs_dir: None,
+        platform: TargetPlatform {
+            os: "linux".into(),
+            architecture: "s390x".into(),
+            variant: String::new(),
+        },
+        ..RegistryConfig::default()
+    };
     let err = RegistryClient::new(s390)
         .resolve(
             &fake.reference("a/b:multi"),

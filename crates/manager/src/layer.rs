@@ -220,7 +220,7 @@ mod tests {
         h.set_size(1);
         h.set_cksum();
         let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(&[b'x']);
+        out.extend_from_slice(b"x");
         out.resize(512 * 2, 0);
         out.extend_from_slice(&[0; 1024]);
         out

@@ -26,13 +26,16 @@ fn sha(data: &[u8]) -> String {
 #[error("fake registry: {0}")]
 struct FakeError(String);
 
+/// One push: reference, manifest bytes, blob digests, mount source.
+type Pushed = (String, Vec<u8>, Vec<String>, Option<String>);
+
 /// An in-memory registry: manifests by full reference, blobs by digest.
 #[derive(Default)]
 struct FakeRegistry {
     manifests: Mutex<HashMap<String, Vec<u8>>>,
     blobs: Mutex<HashMap<String, Vec<u8>>>,
     fetched: Mutex<Vec<String>>,
-    pushed: Mutex<Vec<(String, Vec<u8>, Vec<String>, Option<String>)>>,
+    pushed: Mutex<Vec<Pushed>>,
 }
 
 fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
