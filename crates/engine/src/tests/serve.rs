@@ -157,3 +157,23 @@ async fn an_early_answer_to_create_is_read_by_a_client_still_sending() {
     assert!(reply.starts_with("HTTP/1.1 409 Conflict\r\n"), "{reply}");
     assert!(reply.ends_with("{\"message\":\"plugin taken:latest already exists\"}\n"), "{reply}");
 }
+
+#[tokio::test]
+async fn create_takes_a_chunked_body() {
+    let fake = Fake::default();
+    let server = start(fake.clone(), EngineConfig::default());
+    let mut s = UnixStream::connect(&server.path).await.unwrap();
+    let head = "POST /v1.41/plugins/create?name=myorg%2Fmyplug HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![1u8; 70_000];
+    for _ in 0..3 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let reply = read_until(&mut s, "\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 204 No Content\r\n"), "{reply}");
+    assert_eq!(fake.calls(), ["create myorg/myplug"]);
+    assert_eq!(fake.state.lock().unwrap().context_bytes, 3 * chunk.len());
+}
