@@ -11,6 +11,7 @@
 //! | `manager`  | no      | `manager`             | the v2 plugin manager and its `Executor` trait (`dockplug-manager`) |
 //! | `sdk`      | no      | `sdk`                 | serve a plugin from Rust: a trait per subsystem (`dockplug-sdk`) |
 //! | `v1`       | no      | `v1`                  | v1 discovery, client, activation, lookup (`dockplug-v1`) |
+//! | `getter`   | no      | `getter`              | one lookup over v2 and v1 plugins, volumes and authorization through them (`dockplug-getter`) |
 //!
 //! Features only add: turning one on never changes what another name means.
 //!
@@ -43,3 +44,7 @@ pub use dockplug_sdk as sdk;
 #[cfg(feature = "v1")]
 #[doc(inline)]
 pub use dockplug_v1 as v1;
+
+#[cfg(feature = "getter")]
+#[doc(inline)]
+pub use dockplug_getter as getter;
