@@ -380,3 +380,26 @@ fn service_and_chain_futures_are_send() {
         send(&getter.get_all_by_capability("x"));
     });
 }
+
+#[tokio::test]
+async fn a_known_volume_whose_driver_cannot_be_asked_keeps_its_name() {
+    let state = tempfile::tempdir().unwrap();
+    let mut store = crate::volume::VolumeStore::open(state.path()).unwrap();
+    store.put(crate::volume::VolumeRecord::new("kept", "gone")).unwrap();
+    drop(store);
+    let mut p = Plugins::new();
+    p.serve("other", Plugin::builder().volume(MemDriver::default()).build()).await;
+    let vs = service(&p, state.path()).await;
+    let err = vs.create("kept", "other", None, None).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "create kept: found reference to volume 'kept' in driver 'gone', but got an error while \
+         checking the driver: error while checking if volume \"kept\" exists in driver \"gone\": \
+         error looking up volume plugin gone: plugin \"gone\" not found: volume name must be unique"
+    );
+    assert_eq!(err.http_status(), 409);
+    let err = vs.get("kept").await.unwrap_err();
+    assert!(matches!(err, VolumeError::Check { .. }), "{err}");
+    let store = crate::volume::VolumeStore::open(state.path()).unwrap();
+    assert!(store.get("kept").is_some(), "the record is kept");
+}

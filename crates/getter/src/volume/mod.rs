@@ -79,6 +79,19 @@ pub enum VolumeError {
         /// The cause, as one line.
         message: String,
     },
+    /// Create of a known volume whose driver cannot be asked whether it still has it (409:
+    /// the name stays taken).
+    #[error(
+        "create {name}: found reference to volume '{name}' in driver '{driver}', but got an error while checking the driver: error while checking if volume \"{name}\" exists in driver \"{driver}\": {message}: volume name must be unique"
+    )]
+    CheckConflict {
+        /// The volume.
+        name: String,
+        /// Its recorded driver.
+        driver: String,
+        /// The cause, as one line.
+        message: String,
+    },
     /// The name is taken by a volume of another driver (409).
     #[error(
         "create {name}: driver '{driver}' already has volume '{name}': volume name must be unique"
@@ -120,7 +133,7 @@ impl VolumeError {
         match self {
             VolumeError::NoSuchVolume { .. } => 404,
             VolumeError::Lookup { source, .. } => source.http_status(),
-            VolumeError::NameConflict { .. } => 409,
+            VolumeError::NameConflict { .. } | VolumeError::CheckConflict { .. } => 409,
             VolumeError::Filter(_) => 400,
             VolumeError::Check { .. } | VolumeError::Driver { .. } | VolumeError::Store { .. } => {
                 500
@@ -400,17 +413,26 @@ impl VolumeService {
             let asked = self.lookup("create", name, driver, LookupMode::Lookup).await?;
             conflict = asked.name() != record.driver;
         }
-        let existing = match self.lookup("create", name, &record.driver, LookupMode::Lookup).await {
-            Ok(d) => d.get(name).await.map(|v| v.map(|v| (d, v))),
-            Err(e) => Err(DriverError::Plugin { message: chain(&e) }),
+        // A driver that cannot be found or asked keeps its name: Moby's `found reference to
+        // volume ... but got an error while checking the driver` conflict.
+        let check = |message: String| VolumeError::CheckConflict {
+            name: name.to_owned(),
+            driver: record.driver.clone(),
+            message,
+        };
+        let existing = match self.inner.getter.lookup(&record.driver, CAPABILITY).await {
+            Ok(p) => {
+                let d = self.driver(p);
+                d.get(name).await.map(|v| v.map(|v| (d, v)))
+            }
+            Err(e) => {
+                let message =
+                    format!("error looking up volume plugin {}: {}", record.driver, chain(&e));
+                return Err(check(message));
+            }
         };
         match existing {
-            Err(e) if e.is_communication() => Err(VolumeError::Check {
-                op: "create",
-                name: name.to_owned(),
-                driver: record.driver.clone(),
-                message: chain(&e),
-            }),
+            Err(e) if e.is_communication() => Err(check(chain(&e))),
             Ok(Some(_)) if conflict => {
                 Err(VolumeError::NameConflict { name: name.to_owned(), driver: record.driver })
             }
