@@ -41,7 +41,8 @@ pub(crate) fn apply(blobs: &BlobStore, digest: &str, root: &Path) -> Result<(), 
 /// Applies a layer stream onto `root`.
 pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextError> {
     let read_err = |source| ContextError::Read { source };
-    let mut buffered = BufReader::new(input);
+    // Large reads: a layer is tens of megabytes read once, front to back.
+    let mut buffered = BufReader::with_capacity(1 << 20, input);
     let is_gzip = buffered.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> =
         if is_gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };

@@ -171,3 +171,28 @@ async fn a_tls_registry_is_verified_with_the_certs_d_ca_unless_insecure() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resolved.parsed.layers.len(), 1);
 }
+
+/// The registry client's tree holds one TLS stack (rustls on ring) and one HTTP client
+/// (ours on hyper 1): no openssl, native-tls, aws-lc, reqwest, containerd or tonic. (HTTP/2
+/// is checked with `cargo tree -p dockplug-distribution`: `cargo metadata` unifies features
+/// over the workspace, where tonic turns on hyper's `http2`.)
+#[test]
+fn the_registry_client_has_one_tls_and_one_http_stack() {
+    let reached = crate::layering::reachable("dockplug-distribution");
+    for banned in [
+        "openssl",
+        "openssl-sys",
+        "native-tls",
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "reqwest",
+        "containerd-client",
+        "tonic",
+        "dockplug-containerd",
+    ] {
+        assert!(!reached.contains(banned), "dockplug-distribution reaches {banned}");
+    }
+    for needed in ["rustls", "ring", "hyper", "dockplug-protocol", "dockplug-manager"] {
+        assert!(reached.contains(needed), "dockplug-distribution should reach {needed}");
+    }
+}
