@@ -5,6 +5,7 @@
 //! ([`authz`]). The docker CLI is Debian's 20.10 (`/usr/bin/docker`), chosen deliberately.
 
 mod authz;
+mod getter;
 mod volumes;
 
 use std::collections::BTreeMap;
