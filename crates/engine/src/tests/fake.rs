@@ -24,6 +24,7 @@ use crate::{Engine, EventLog};
 pub(crate) const LIST: &str = include_str!("golden/engine-plugins-list.json");
 pub(crate) const INSPECT: &str = include_str!("golden/engine-plugin-inspect-enabled.json");
 pub(crate) const PRIVILEGES: &str = include_str!("golden/engine-plugin-privileges.json");
+pub(crate) const RICH: &str = include_str!("golden/engine-plugin-inspect-rich-settings.json");
 
 /// What a test wants a streamed operation to do.
 #[derive(Debug, Clone, Default)]
@@ -75,8 +76,10 @@ impl Fake {
     }
 
     fn find(name: &str) -> Result<Plugin, ApiError> {
+        let rich: Plugin = serde_json::from_str(RICH).unwrap();
         Self::plugins()
             .into_iter()
+            .chain([rich])
             .find(|p| {
                 p.name == name || p.id.starts_with(name) || p.name == format!("{name}:latest")
             })

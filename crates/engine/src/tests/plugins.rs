@@ -7,7 +7,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::fake::{
-    assert_error, body, call, engine, header, request, Script, INSPECT, LIST, PRIVILEGES,
+    assert_error, body, call, engine, header, request, Script, INSPECT, LIST, PRIVILEGES, RICH,
 };
 
 fn json(s: &str) -> Value {
@@ -78,6 +78,10 @@ async fn inspect_by_name_tag_and_id() {
     assert_eq!(fake.calls()[0], "inspect golden/vol:1");
     let r = call(&engine, Method::GET, "/v1.41/plugins/nonexistent/json").await;
     assert_error(r, 404, "plugin \"nonexistent\" not found").await;
+    // Settings with env, args, mounts and devices, as dockerd wrote them.
+    let r = call(&engine, Method::GET, "/v1.41/plugins/127.0.0.1:5000/golden/rich:1/json").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(&body(r).await), json(RICH));
     // Percent-escapes in the path are decoded, as Go's URL.Path is.
     let r = call(&engine, Method::GET, "/plugins/golden%2Fvol%3A1/json").await;
     assert_eq!(r.status(), 200);
