@@ -11,9 +11,9 @@
 //! [`dockplug_manager::Manager`].
 //!
 //! **Architecture invariant:** no process management, containerd, registry or disk access
-//! of its own: everything a route changes goes through the [`Backend`]. It never depends on
-//! `dockplug-containerd`, tonic or a TLS stack; it serves HTTP/1 over unix sockets with plain
-//! hyper 1.
+//! of its own: everything a plugin route changes goes through the [`Backend`] (the plugin
+//! consumers, `volumes` and `authz`, through `dockplug-getter`). It never depends on
+//! `dockplug-containerd` or tonic; it serves HTTP/1 over unix sockets with plain hyper 1.
 //!
 //! Where it answers differently from dockerd, on purpose: a remote or plugin name that is not
 //! a valid reference, and a `since`/`until` that is not a timestamp, are 400s (dockerd: 500);

@@ -231,7 +231,8 @@ impl Engine {
     }
 
     /// A builder over `backend`. The backend's events are connected to the engine's
-    /// [`EventLog`] here.
+    /// [`EventLog`] here, so build one engine per backend (a manager has one event sink;
+    /// serve several sockets from clones of the engine).
     pub fn builder<B: Backend>(backend: B) -> EngineBuilder {
         let backend = Arc::new(backend);
         let events = EventLog::new();
