@@ -235,10 +235,15 @@ pub(crate) async fn call(
     let (client, method, arg) =
         target(dirs, &a.target, (a.name, a.method, a.json), timeout, 6, usage)?;
     let body = arg.as_deref().map(json_arg).transpose()?;
-    let reply = client
-        .call_raw(&method, body, CallOptions::new().timeout(timeout))
-        .await
-        .map_err(|e| call_failure(&e))?;
+    let with_addr = a.target.addr.is_some();
+    let reply =
+        client.call_raw(&method, body, CallOptions::new().timeout(timeout)).await.map_err(|e| {
+            let mut f = call_failure(&e);
+            if with_addr && client.addr().is_tls() && f.message.contains("certificate") {
+                f.message.push_str(" (trust its CA with --tls-ca FILE)");
+            }
+            f
+        })?;
     out.write_all(&reply).map_err(write_err)?;
     if !reply.ends_with(b"\n") {
         writeln!(out).map_err(write_err)?;

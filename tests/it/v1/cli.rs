@@ -253,7 +253,7 @@ async fn call_addr_https_verifies_unless_told_otherwise() {
     };
     let (code, _, err) = go(call(&[])).await;
     assert_eq!(code, EXIT_UNREACHABLE, "an unknown CA is refused by default: {err}");
-    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains("certificate") && err.contains("--tls-ca FILE"), "{err}");
     let ca_file = ca.ca_file.display().to_string();
     let (code, out, err) = go(call(&["--tls-ca", &ca_file])).await;
     assert_eq!((code, out.as_str()), (EXIT_OK, "7\n"), "{err}");
