@@ -123,6 +123,13 @@ fn cargo_fuzz(tc: &Toolchain, args: &[&str]) -> Command {
     cmd
 }
 
+/// File names in `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
 /// The task.
 pub fn task(args: &[String]) -> Result<()> {
     let mut seconds: u64 = 60;
@@ -174,9 +181,12 @@ pub fn task(args: &[String]) -> Result<()> {
     println!("xtask fuzz: <== built in {:.1?}", started.elapsed());
 
     let mut crashed = Vec::new();
+    let mut failed = Vec::new();
     for name in &chosen {
         let work = harness().join("target/corpus").join(name);
         std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+        let artifacts = harness().join("artifacts").join(name);
+        let before = entries(&artifacts);
         let seeds = harness().join("corpus").join(name);
         let max_time = format!("-max_total_time={seconds}");
         let t0 = Instant::now();
@@ -197,14 +207,24 @@ pub fn task(args: &[String]) -> Result<()> {
             ])
             .status()
             .with_context(|| format!("start `cargo fuzz run {name}`"))?;
+        let new: Vec<String> =
+            entries(&artifacts).into_iter().filter(|a| !before.contains(a)).collect();
         if status.success() {
             println!("xtask fuzz: <== {name}: no crash in {:.1?}", t0.elapsed());
-        } else {
+        } else if !new.is_empty() {
             println!(
-                "xtask fuzz: <== {name}: CRASH ({status}); input kept in fuzz/artifacts/{name}/"
+                "xtask fuzz: <== {name}: CRASH ({status}); input kept as fuzz/artifacts/{name}/{}",
+                new.join(", ")
             );
             crashed.push(name.clone());
+        } else {
+            // No input was kept: the harness did not build or the fuzzer did not start.
+            println!("xtask fuzz: <== {name}: did not run ({status}); see the output above");
+            failed.push(name.clone());
         }
+    }
+    if !failed.is_empty() {
+        bail!("fuzz targets that did not build or run: {}", failed.join(", "));
     }
     if !crashed.is_empty() {
         bail!("fuzz targets crashed: {}", crashed.join(", "));
