@@ -10,6 +10,7 @@
 //! would find a file for it, symlinked sockets are listed, and each name appears once.
 
 use std::collections::HashSet;
+use std::fs::FileType;
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -177,38 +178,45 @@ impl LocalRegistry {
     /// that `plugin(name)` would not resolve (a directory named `x.spec`, `a/b.sock` inside a
     /// directory not named `b`) are not listed.
     pub fn scan(&self) -> Result<Vec<String>, DiscoveryError> {
-        let mut seen = HashSet::new();
-        let mut names = Vec::new();
-        let mut push = |name: String| {
-            if seen.insert(name.clone()) {
-                names.push(name);
-            }
-        };
-        for dir in &self.socket_dirs {
-            for (file_name, stem, ext, path) in entries(dir)? {
-                let is_socket = |p: &Path| {
-                    std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
-                };
-                if ext.as_deref() == Some("sock") && is_socket(&path) {
-                    push(stem);
-                } else if path.is_dir() && is_socket(&path.join(format!("{file_name}.sock"))) {
-                    push(file_name);
+        // Every listing first, so the names can be borrowed until the end.
+        let sockets: Vec<(&PathBuf, Vec<Entry>)> =
+            self.socket_dirs.iter().map(|d| Ok((d, entries(d)?))).collect::<Result<_, _>>()?;
+        let specs: Vec<(&PathBuf, Vec<Entry>)> =
+            self.spec_dirs.iter().map(|d| Ok((d, entries(d)?))).collect::<Result<_, _>>()?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut found: Vec<&str> = Vec::new();
+        for (dir, list) in &sockets {
+            for e in list {
+                let path = || dir.join(&e.file_name);
+                if e.ext() == Some("sock") && e.kind.is(path, Want::Socket) {
+                    found.push(e.stem());
+                } else if e.kind.is(path, Want::Dir)
+                    && is_socket(&path().join(format!("{}.sock", e.file_name)))
+                {
+                    found.push(&e.file_name);
                 }
             }
         }
-        for dir in &self.spec_dirs {
-            for (file_name, stem, ext, path) in entries(dir)? {
-                let is_file = |p: &Path| p.is_file();
-                if path.is_dir() {
+        for (dir, list) in &specs {
+            for e in list {
+                let path = || dir.join(&e.file_name);
+                if e.kind.is(path, Want::Dir) {
+                    let inner = path();
                     if ["spec", "json"]
                         .iter()
-                        .any(|e| is_file(&path.join(format!("{file_name}.{e}"))))
+                        .any(|x| inner.join(format!("{}.{x}", e.file_name)).is_file())
                     {
-                        push(file_name);
+                        found.push(&e.file_name);
                     }
-                } else if matches!(ext.as_deref(), Some("spec" | "json")) && is_file(&path) {
-                    push(stem);
+                } else if matches!(e.ext(), Some("spec" | "json")) && e.kind.is(path, Want::File) {
+                    found.push(e.stem());
                 }
+            }
+        }
+        let mut names = Vec::with_capacity(found.len());
+        for name in found {
+            if seen.insert(name) {
+                names.push(name.to_owned());
             }
         }
         Ok(names)
@@ -400,7 +408,72 @@ fn parse_json_spec(
 /// The entries of `dir` as `(file name, stem, extension, path)`, sorted; a missing directory
 /// is empty.
 #[allow(clippy::type_complexity)]
-fn entries(dir: &Path) -> Result<Vec<(String, String, Option<String>, PathBuf)>, DiscoveryError> {
+/// One directory entry as `scan` reads it.
+struct Entry {
+    file_name: String,
+    /// Where the extension's dot is, when the name has an extension and a stem.
+    dot: Option<usize>,
+    kind: Kind,
+}
+
+impl Entry {
+    fn stem(&self) -> &str {
+        self.dot.map_or(&self.file_name, |d| &self.file_name[..d])
+    }
+
+    fn ext(&self) -> Option<&str> {
+        self.dot.map(|d| &self.file_name[d + 1..])
+    }
+}
+
+fn is_socket(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
+}
+
+/// An entry's type as the directory listing gives it (no `stat` per entry, as Go's
+/// `os.ReadDir` in Moby's `Scan`); a symbolic link is followed when asked about.
+#[derive(Clone, Copy)]
+enum Kind {
+    Listed { socket: bool, dir: bool, file: bool },
+    Link,
+}
+
+impl Kind {
+    fn of(t: FileType) -> Kind {
+        if t.is_symlink() {
+            Kind::Link
+        } else {
+            Kind::Listed { socket: t.is_socket(), dir: t.is_dir(), file: t.is_file() }
+        }
+    }
+
+    /// Whether the entry is `want`, following a link as `std::fs::metadata` does.
+    fn is(self, path: impl FnOnce() -> PathBuf, want: Want) -> bool {
+        let test = |t: FileType| match want {
+            Want::Socket => t.is_socket(),
+            Want::Dir => t.is_dir(),
+            Want::File => t.is_file(),
+        };
+        match self {
+            Kind::Link => std::fs::metadata(path()).map(|m| test(m.file_type())).unwrap_or(false),
+            Kind::Listed { socket, dir, file } => match want {
+                Want::Socket => socket,
+                Want::Dir => dir,
+                Want::File => file,
+            },
+        }
+    }
+}
+
+/// The entry types `scan` asks about.
+#[derive(Clone, Copy)]
+enum Want {
+    Socket,
+    Dir,
+    File,
+}
+
+fn entries(dir: &Path) -> Result<Vec<Entry>, DiscoveryError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -410,13 +483,14 @@ fn entries(dir: &Path) -> Result<Vec<(String, String, Option<String>, PathBuf)>,
     for entry in rd {
         let entry = entry.map_err(|source| DiscoveryError::Io { path: dir.to_owned(), source })?;
         let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        let (stem, ext) = match file_name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), Some(ext.to_owned())),
-            _ => (file_name.clone(), None),
-        };
-        out.push((file_name, stem, ext, entry.path()));
+        // Linux fills the type from the listing (d_type); elsewhere this is one lstat.
+        // An entry whose type cannot be read is followed like a link (one stat).
+        let kind = entry.file_type().map(Kind::of).unwrap_or(Kind::Link);
+        let dot = file_name.rfind('.').filter(|&d| d > 0);
+        out.push(Entry { file_name, dot, kind });
     }
-    out.sort();
+    // Names are unique within a directory: the unstable sort gives the one order.
+    out.sort_unstable_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(out)
 }
 
