@@ -57,7 +57,7 @@ pub use pull::select_platform;
 
 use dockplug_manager::blobs::BlobStore;
 use dockplug_manager::distribution::{
-    Distribution, Progress, PushRequest, RemoteError, RemoteErrorKind, Resolved,
+    Distribution, Progress, PushRequest, RemoteError, RemoteErrorKind, Resolved, Tee,
 };
 use dockplug_protocol::auth::AuthConfig;
 use dockplug_protocol::progress::PushResult;
@@ -110,6 +110,18 @@ impl Distribution for RegistryClient {
         progress: &dyn Progress,
     ) -> Result<(), RemoteError> {
         Ok(RegistryClient::fetch_blob(self, reference, auth, blob, blobs, progress).await?)
+    }
+
+    async fn fetch_blob_tee(
+        &self,
+        reference: &Reference,
+        auth: &AuthConfig,
+        blob: &Descriptor,
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+        tee: Tee,
+    ) -> Result<(), RemoteError> {
+        Ok(self.fetch_blob_into(reference, auth, blob, blobs, progress, Some(tee)).await?)
     }
 
     async fn push(

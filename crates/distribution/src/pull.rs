@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use dockplug_manager::blobs::BlobStore;
-use dockplug_manager::distribution::Resolved;
+use dockplug_manager::distribution::{Resolved, Tee};
 use dockplug_manager::Progress;
 use dockplug_protocol::auth::AuthConfig;
 use dockplug_protocol::progress::{short_id, status, JsonMessage};
@@ -283,10 +283,34 @@ impl RegistryClient {
         blobs: &BlobStore,
         progress: &dyn Progress,
     ) -> Result<(), DistributionError> {
+        self.fetch_blob_into(reference, auth, desc, blobs, progress, None).await
+    }
+
+    /// [`fetch_blob`](Self::fetch_blob), also sending each chunk to `tee` as it arrives (a
+    /// blob already stored is sent from the store). A closed `tee` means its consumer
+    /// failed and reports why: the download stops, nothing is stored, and this returns
+    /// `Ok`.
+    pub async fn fetch_blob_into(
+        &self,
+        reference: &Reference,
+        auth: &AuthConfig,
+        desc: &Descriptor,
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+        tee: Option<Tee>,
+    ) -> Result<(), DistributionError> {
         check_digest(&desc.digest)?;
         let id = short_id(&desc.digest).to_owned();
         if blobs.contains(&desc.digest) {
             progress.send(JsonMessage::item(id, status::ALREADY_EXISTS));
+            if let Some(tee) = tee {
+                dockplug_manager::distribution::send_stored(blobs, &desc.digest, tee)
+                    .await
+                    .map_err(|e| DistributionError::Io {
+                        path: desc.digest.clone().into(),
+                        source: std::io::Error::other(e),
+                    })?;
+            }
             return Ok(());
         }
         progress.send(JsonMessage::item(id.clone(), status::PULLING_FS_LAYER));
@@ -340,6 +364,7 @@ impl RegistryClient {
         );
         let mut received: u64 = 0;
         let timeout = self.config().request_timeout;
+        let mut consumer_gone = false;
         let streamed: Result<(), DistributionError> = async {
             while let Some(chunk) = transport::next_frame(&mut body, &url, timeout).await? {
                 received += chunk.len() as u64;
@@ -347,6 +372,12 @@ impl RegistryClient {
                     return Err(mismatch(received));
                 }
                 meter.add(chunk.len() as u64);
+                if let Some(tee) = &tee {
+                    if tee.send(chunk.to_vec()).await.is_err() {
+                        consumer_gone = true;
+                        return Ok(());
+                    }
+                }
                 if tx.send(chunk).await.is_err() {
                     break;
                 }
@@ -361,6 +392,10 @@ impl RegistryClient {
         })?;
         // On any error the writer is dropped here, which deletes the partial file.
         streamed?;
+        if consumer_gone {
+            // The consumer refused the content and says why; nothing is stored.
+            return Ok(());
+        }
         let writer =
             written.map_err(|source| DistributionError::Io { path: "ingest".into(), source })?;
         if received != size {

@@ -709,3 +709,74 @@ async fn push_sends_the_stored_manifest_and_falls_back_when_a_mount_gets_202() {
     assert_eq!(seen[6].body, p.manifest, "the manifest is pushed byte for byte");
     assert_eq!(seen[6].content_type, registry::DOCKER_MANIFEST_V2);
 }
+
+#[tokio::test]
+async fn a_tee_gets_every_byte_and_a_closed_tee_stores_nothing() {
+    let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let p = Plugin::new(&layer);
+    let p2 = p.clone();
+    let fake = Fake::start(move |s| p2.answer("a/b", s)).await;
+    let r = fake.reference("a/b:1");
+    let desc = layer_desc(&p);
+    // A consumer that reads everything sees the blob, and the blob is stored.
+    let (tmp, s) = store();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(c) = rx.recv().await {
+            all.extend_from_slice(&c);
+        }
+        all
+    });
+    client()
+        .fetch_blob_into(
+            &r,
+            &AuthConfig::default(),
+            &desc,
+            &s,
+            &dockplug_manager::NoProgress,
+            Some(tx),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reader.await.unwrap(), layer);
+    assert!(s.contains(&desc.digest));
+    // Already stored: sent from the store.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(c) = rx.recv().await {
+            n += c.len();
+        }
+        n
+    });
+    client()
+        .fetch_blob_into(
+            &r,
+            &AuthConfig::default(),
+            &desc,
+            &s,
+            &dockplug_manager::NoProgress,
+            Some(tx),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reader.await.unwrap(), layer.len());
+    drop((tmp, s));
+    // A consumer that gives up: the fetch ends, nothing stored, nothing left in ingest.
+    let (tmp, s) = store();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    drop(rx);
+    client()
+        .fetch_blob_into(
+            &r,
+            &AuthConfig::default(),
+            &desc,
+            &s,
+            &dockplug_manager::NoProgress,
+            Some(tx),
+        )
+        .await
+        .unwrap();
+    nothing_left(&tmp, &s);
+}

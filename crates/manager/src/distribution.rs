@@ -43,6 +43,34 @@ impl<F: Fn(JsonMessage) + Send + Sync> Progress for F {
     }
 }
 
+/// Where a blob's bytes go as they arrive, besides the blob store (bounded: a slow
+/// consumer slows the download, it never grows memory).
+pub type Tee = tokio::sync::mpsc::Sender<Vec<u8>>;
+
+/// Sends stored blob `digest` to `tee` in 1 MiB pieces (a closed `tee` ends it quietly: the
+/// consumer has what it needs or failed on its own).
+pub async fn send_stored(blobs: &BlobStore, digest: &str, tee: Tee) -> Result<(), RemoteError> {
+    let file = blobs.open_blob(digest).map_err(|e| RemoteError::new(RemoteErrorKind::Other, e))?;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut file = file;
+        loop {
+            let mut buf = vec![0; 1 << 20];
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if tee.blocking_send(buf).is_err() {
+                return Ok(());
+            }
+        }
+    })
+    .await
+    .map_err(|e| RemoteError::new(RemoteErrorKind::Other, e))?
+    .map_err(|e: std::io::Error| RemoteError::new(RemoteErrorKind::Other, e))
+}
+
 /// A progress sink that drops everything.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoProgress;
@@ -172,6 +200,27 @@ pub trait Distribution: Send + Sync {
         blobs: &BlobStore,
         progress: &dyn Progress,
     ) -> impl Future<Output = Result<(), RemoteError>> + Send;
+
+    /// [`fetch_blob`](Self::fetch_blob), also sending every byte of the blob, in order, to
+    /// `tee` as it arrives (the manager applies a layer while it downloads; a blob already
+    /// in the store is sent from there). What `tee` receives is unverified until this
+    /// returns `Ok`. A closed `tee` means its consumer failed and says why: the fetch stops
+    /// and returns `Ok` without storing the blob. The default fetches first, then sends the
+    /// stored blob.
+    fn fetch_blob_tee(
+        &self,
+        reference: &Reference,
+        auth: &AuthConfig,
+        blob: &Descriptor,
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+        tee: Tee,
+    ) -> impl Future<Output = Result<(), RemoteError>> + Send {
+        async move {
+            self.fetch_blob(reference, auth, blob, blobs, progress).await?;
+            send_stored(blobs, &blob.digest, tee).await
+        }
+    }
 
     /// Pushes the blobs and the manifest; returns Moby's aux `{Tag, Digest, Size}`.
     fn push(

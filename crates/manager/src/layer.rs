@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use tar::{Archive, EntryType};
 
-use crate::blobs::BlobStore;
 use crate::context::{
     chown, clean, clear_slot, ensure_parents, symlink_stays_inside, ContextError,
 };
@@ -32,10 +31,43 @@ fn remove_any(path: &Path) -> Result<(), ContextError> {
     }
 }
 
-/// Applies layer blob `digest` onto `root` (an existing directory).
-pub(crate) fn apply(blobs: &BlobStore, digest: &str, root: &Path) -> Result<(), ContextError> {
-    let file = blobs.open_blob(digest)?;
-    apply_from(file, root)
+/// A blocking reader over the chunks a [`Tee`](crate::distribution::Tee) delivers.
+pub(crate) struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self { rx, chunk: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Applies the layer arriving through `reader` onto `root`, then reads what follows the
+/// archive's end so the sender can finish (and verify) the whole blob.
+pub(crate) fn apply_streamed(mut reader: ChannelReader, root: &Path) -> Result<(), ContextError> {
+    apply_from(&mut reader, root)?;
+    io::copy(&mut reader, &mut io::sink()).map_err(|source| ContextError::Read { source })?;
+    Ok(())
 }
 
 /// Applies a layer stream onto `root`.

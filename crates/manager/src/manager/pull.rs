@@ -9,6 +9,7 @@
 //! nothing and go at the next GC.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dockplug_protocol::auth::AuthConfig;
@@ -153,8 +154,8 @@ impl<E: Executor> Manager<E> {
             if self.inner.store.name_taken(&name) {
                 return Err(ManagerError::AlreadyExists { name });
             }
-            let (resolved, config) = self.fetch(registry, &remote, auth, granted, progress).await?;
-            let staging = self.stage(&resolved).await?;
+            let (resolved, config, staging) =
+                self.fetch(registry, &remote, auth, granted, progress).await?;
             let result = self.install(Install {
                 name: &name,
                 rootfs: &staging,
@@ -183,8 +184,11 @@ impl<E: Executor> Manager<E> {
         self.enable(&plugin.id, options.enable_timeout).await
     }
 
-    /// Resolves `remote`, checks the privileges, and fetches config, manifest and layers
-    /// into the blob store.
+    /// Resolves `remote`, checks the privileges, then fetches each layer into the blob store
+    /// while applying it, in order, onto a new staging rootfs in `<root>/tmp` (a bounded
+    /// channel between the download and a blocking extractor); stores config and manifest.
+    /// The staging tree is used only once every layer is verified; on any error it is
+    /// removed.
     pub(crate) async fn fetch<D: Distribution>(
         &self,
         registry: &D,
@@ -192,12 +196,43 @@ impl<E: Executor> Manager<E> {
         auth: &AuthConfig,
         granted: &[PluginPrivilege],
         progress: &dyn Progress,
-    ) -> Result<(Resolved, PluginConfig), ManagerError> {
+    ) -> Result<(Resolved, PluginConfig, PathBuf), ManagerError> {
         let resolved = registry.resolve(remote, auth, progress).await?;
         let config = PluginConfig::from_slice(&resolved.config)?;
         validate_privileges(&compute_privileges(&config), granted)?;
+        let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
+        let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
+        let result = self.fetch_into(registry, remote, auth, &resolved, progress, &staging).await;
+        if let Err(e) = result {
+            let _ = fsutil::remove_dir_if_exists(&staging);
+            return Err(e);
+        }
+        Ok((resolved, config, staging))
+    }
+
+    async fn fetch_into<D: Distribution>(
+        &self,
+        registry: &D,
+        remote: &Reference,
+        auth: &AuthConfig,
+        resolved: &Resolved,
+        progress: &dyn Progress,
+        staging: &Path,
+    ) -> Result<(), ManagerError> {
+        fsutil::mkdir_all(staging, 0o755).map_err(ManagerError::io("mkdir", staging))?;
         for layer in &resolved.parsed.layers {
-            registry.fetch_blob(remote, auth, layer, &self.inner.blobs, progress).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let dir = staging.to_path_buf();
+            let apply = ManagerError::blocking("apply a layer", move || {
+                Ok(crate::layer::apply_streamed(crate::layer::ChannelReader::new(rx), &dir)?)
+            });
+            let fetch =
+                registry.fetch_blob_tee(remote, auth, layer, &self.inner.blobs, progress, tx);
+            let (fetched, applied) = tokio::join!(fetch, apply);
+            // A failed download first (the extractor then only saw a cut stream); a refused
+            // layer closes the tee, which ends the download without an error.
+            fetched?;
+            applied?;
         }
         let blobs = self.inner.blobs.clone();
         let (config_blob, manifest) = (resolved.config.clone(), resolved.manifest.clone());
@@ -206,35 +241,7 @@ impl<E: Executor> Manager<E> {
             blobs.put(&manifest)?;
             Ok(())
         })
-        .await?;
-        Ok((resolved, config))
-    }
-
-    /// Applies the layers of `resolved`, in order, onto a new staging rootfs in `<root>/tmp`.
-    pub(crate) async fn stage(
-        &self,
-        resolved: &Resolved,
-    ) -> Result<std::path::PathBuf, ManagerError> {
-        let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
-        let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
-        let blobs = self.inner.blobs.clone();
-        let layers: Vec<String> = resolved.parsed.layers.iter().map(|l| l.digest.clone()).collect();
-        let dir = staging.clone();
-        let applied = ManagerError::blocking("apply the plugin's layers", move || {
-            fsutil::mkdir_all(&dir, 0o755).map_err(ManagerError::io("mkdir", &dir))?;
-            for digest in &layers {
-                crate::layer::apply(&blobs, digest, &dir)?;
-            }
-            Ok(())
-        })
-        .await;
-        match applied {
-            Ok(()) => Ok(staging),
-            Err(e) => {
-                let _ = fsutil::remove_dir_if_exists(&staging);
-                Err(e)
-            }
-        }
+        .await
     }
 }
 

@@ -43,8 +43,8 @@ impl<E: Executor> Manager<E> {
         }
         let remote = parse_remote(remote)?;
         let _gc = self.inner.gc_lock.read().await;
-        let (resolved, config) = self.fetch(registry, &remote, auth, granted, progress).await?;
-        let staging = self.stage(&resolved).await?;
+        let (resolved, config, staging) =
+            self.fetch(registry, &remote, auth, granted, progress).await?;
         let dir = op.dir().to_path_buf();
         let (rootfs, old) = (dir.join("rootfs"), dir.join("rootfs-old"));
         let _ = fsutil::remove_dir_if_exists(&old);
