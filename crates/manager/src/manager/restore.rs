@@ -35,8 +35,12 @@ impl<E: Executor> Manager<E> {
 
     async fn restore_one(&self, entry: Arc<Entry>, locked: tokio::sync::oneshot::Sender<()>) {
         let op = entry.lock_op().await;
-        let _ = locked.send(());
         let plugin = op.plugin();
+        if plugin.enabled {
+            // Coming back, not stopped: shown enabled while its restore runs.
+            op.starting();
+        }
+        let _ = locked.send(());
         let name = plugin.name.clone();
         migrate_propagated_mount(op.dir(), &plugin);
         if !plugin.enabled {
