@@ -42,23 +42,59 @@ fn push_then_install_back_with_every_install_flag() {
     // install: privileges granted, pulled, enabled.
     let installed = d.docker_ok(&["plugin", "install", "--grant-all-permissions", &remote]);
     assert!(installed.contains(&format!("Installed plugin {remote}")), "{installed}");
-    let state = d.docker_ok(&["plugin", "inspect", "-f", "{{.Name}} {{.Enabled}} {{.PluginReference}}", &remote]);
+    let state = d.docker_ok(&[
+        "plugin",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Enabled}} {{.PluginReference}}",
+        &remote,
+    ]);
     assert_eq!(state.trim(), format!("{tagged} true {tagged}"));
     daemon_error_contains(
         &d.docker_err(&["plugin", "install", "--grant-all-permissions", &remote]),
         &format!("plugin {tagged} already exists"),
     );
-    // The CLI refuses to upgrade an enabled plugin by itself.
+    // upgrade: refused by the CLI while enabled; then to a second version, same ID.
     let err = d.docker_err(&["plugin", "upgrade", "--grant-all-permissions", &remote]);
     assert!(err.contains("disabled before upgrading"), "{err}");
+    let next = format!("{remote}:v2");
+    let v2 = second_version(&plugin_dir, &d.dir.path().join("v2"));
+    d.docker_ok(&["plugin", "create", &next, v2.to_str().unwrap()]);
+    d.docker_ok(&["plugin", "push", &next]);
+    d.docker_ok(&["plugin", "rm", &next]);
+    let id = d.docker_ok(&["plugin", "inspect", "-f", "{{.Id}}", &remote]);
+    d.docker_ok(&["plugin", "disable", &remote]);
+    let out = d.docker_ok(&["plugin", "upgrade", "--grant-all-permissions", &remote, &next]);
+    assert!(out.contains("Upgraded plugin"), "{out}");
+    let after = d.docker_ok(&[
+        "plugin",
+        "inspect",
+        "-f",
+        "{{.Id}} {{.PluginReference}} {{.Config.Description}}",
+        &remote,
+    ]);
+    assert_eq!(after.trim(), format!("{} {next} localvol, second version", id.trim()));
+    d.docker_ok(&["plugin", "enable", &remote]);
 
     // install --disable --alias with a setting.
     let out = d.docker_ok(&[
-        "plugin", "install", "--grant-all-permissions", "--disable", "--alias", "lv2", &remote,
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        "--alias",
+        "lv2",
+        &remote,
         "LOCALVOL_LOG=debug",
     ]);
     assert!(out.contains("Installed plugin"), "{out}");
-    let state = d.docker_ok(&["plugin", "inspect", "-f", "{{.Enabled}} {{.Settings.Env}} {{.PluginReference}}", "lv2"]);
+    let state = d.docker_ok(&[
+        "plugin",
+        "inspect",
+        "-f",
+        "{{.Enabled}} {{.Settings.Env}} {{.PluginReference}}",
+        "lv2",
+    ]);
     assert_eq!(state.trim(), format!("false [LOCALVOL_LOG=debug] {tagged}"));
     d.docker_ok(&["plugin", "enable", "lv2"]);
     d.docker_ok(&["plugin", "rm", "-f", "lv2"]);
@@ -69,6 +105,23 @@ fn push_then_install_back_with_every_install_flag() {
     let err = d.docker_err(&["plugin", "install", "--grant-all-permissions", &missing]);
     assert!(err.contains("Error response from daemon"), "{err}");
     assert_eq!(d.docker_ok(&["plugin", "ls", "-q"]), "");
+}
+
+/// The plugin directory with another description: a second version to upgrade to.
+fn second_version(plugin_dir: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(out).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(plugin_dir.join("rootfs"))
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plugin_dir.join("config.json")).unwrap()).unwrap();
+    config["Description"] = "localvol, second version".into();
+    std::fs::write(out.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    out.to_owned()
 }
 
 fn daemon_error_contains(stderr: &str, text: &str) {
@@ -116,6 +169,19 @@ async fn bollard_push_privileges_and_install() {
     let installed = docker.inspect_plugin("blinst").await.expect("inspect");
     assert!(!installed.enabled, "pull installs disabled; the client enables");
     assert_eq!(installed.plugin_reference.as_deref(), Some(format!("{remote}:latest").as_str()));
+
+    // upgrade_plugin, like push_plugin, returns at the reply headers and drops the stream:
+    // the request is accepted, and whether or not the upgrade got to finish the plugin keeps
+    // its ID and stays disabled.
+    let id = installed.id.clone().expect("an ID");
+    let upgrade =
+        bollard::query_parameters::UpgradePluginOptionsBuilder::new().remote(&remote).build();
+    docker
+        .upgrade_plugin("blinst:latest", upgrade, privileges.clone(), None)
+        .await
+        .expect("upgrade accepted");
+    let after = docker.inspect_plugin("blinst").await.expect("inspect");
+    assert_eq!((after.id.as_deref(), after.enabled), (Some(id.as_str()), false));
 
     let options = InstallPluginOptionsBuilder::new().remote(&remote).name("blinst:latest").build();
     let mut stream = docker.install_plugin(options, privileges, None);
