@@ -19,24 +19,24 @@ use dockplug_testkit::Daemon;
 use crate::setup;
 
 /// Where Debian's `golang-github-docker-docker-dev` puts Moby's sources (GOPATH layout).
-const GOPATH: &str = "/usr/share/gocode";
-const MOBY_PLUGINS: &str = "/usr/share/gocode/src/github.com/docker/docker/pkg/plugins";
+pub(crate) const GOPATH: &str = "/usr/share/gocode";
+pub(crate) const MOBY_PLUGINS: &str = "/usr/share/gocode/src/github.com/docker/docker/pkg/plugins";
 const METHOD: &str = "VolumeDriver.Get";
 const ARGS: &str = r#"{"Name":"bench-volume"}"#;
 const ROUNDS: usize = 3;
 
 /// One load generator's result, as both print it.
 #[derive(Debug, Clone, Copy, Default)]
-struct Run {
-    calls_per_sec: f64,
+pub(crate) struct Run {
+    pub(crate) calls_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
-    errors: f64,
+    pub(crate) errors: f64,
     cpu_ns_per_call: f64,
 }
 
 impl Run {
-    fn parse(line: &str) -> Result<Run> {
+    pub(crate) fn parse(line: &str) -> Result<Run> {
         let field = |key: &str| -> Result<f64> {
             let pat = format!("\"{key}\":");
             let at = line.find(&pat).with_context(|| format!("no {key} in {line:?}"))?;
@@ -86,7 +86,8 @@ pub fn run(args: &[String]) -> Result<()> {
     result
 }
 
-fn bench(dockplug: &Path, tmp: &Path, n: usize) -> Result<()> {
+/// Builds `xtask/bench-go` (our driver of Moby's client) into `tmp`.
+pub(crate) fn build_go_client(tmp: &Path) -> Result<std::path::PathBuf> {
     let go_bin = tmp.join("bench-go");
     println!("xtask: building the Go client driver against {MOBY_PLUGINS}");
     let status = Command::new("go")
@@ -103,6 +104,12 @@ fn bench(dockplug: &Path, tmp: &Path, n: usize) -> Result<()> {
     if !status.success() {
         bail!("go build of xtask/bench-go failed");
     }
+
+    Ok(go_bin)
+}
+
+fn bench(dockplug: &Path, tmp: &Path, n: usize) -> Result<()> {
+    let go_bin = build_go_client(tmp)?;
 
     let socket = tmp.join("echo.sock");
     let mut cmd = Command::new(dockplug);

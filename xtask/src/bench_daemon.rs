@@ -16,6 +16,7 @@ use dockplug_testkit::{
     rss_kib, wait_until, Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry,
 };
 
+use crate::bench_all::{Figure, Goal};
 use crate::setup;
 
 const ROUNDS: usize = 5;
@@ -132,6 +133,16 @@ impl Target {
 
 /// Runs the benchmark and prints the table.
 pub fn run() -> Result<()> {
+    measure(ROUNDS, RESTARTS).map(drop)
+}
+
+/// The `daemon` section of `cargo xtask bench-all`: every metric as a figure.
+pub fn figures(quick: bool) -> Result<Vec<Figure>> {
+    let table = if quick { measure(2, 1)? } else { measure(ROUNDS, RESTARTS)? };
+    Ok(table.figures())
+}
+
+fn measure(rounds: usize, restarts: usize) -> Result<Table> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
     setup::step(
         "build dockplugd and localvol (release)",
@@ -194,7 +205,7 @@ pub fn run() -> Result<()> {
     targets[0].docker(&["plugin", "push", &remote])?;
     targets[0].docker(&["plugin", "rm", &remote])?;
 
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for t in &targets {
             let name = format!("b{round}");
             table.add("create (ms)", t.name(), t.timed(&["plugin", "create", &name, &plugin_dir])?);
@@ -219,7 +230,7 @@ pub fn run() -> Result<()> {
             );
             t.docker(&["plugin", "rm", "-f", &alias])?;
         }
-        println!("bench-daemon: round {} of {ROUNDS} done", round + 1);
+        println!("bench-daemon: round {} of {rounds} done", round + 1);
     }
 
     // The fleet: 20 plugins, each with a rootfs layer of its own (dockerd refuses a layer it
@@ -237,7 +248,7 @@ pub fn run() -> Result<()> {
         table.add("RSS, 20 enabled (MB)", t.name(), t.rss_mb()?);
         fleet_ids.push(ids);
     }
-    for _ in 0..RESTARTS {
+    for _ in 0..restarts {
         for (t, ids) in targets.iter_mut().zip(&fleet_ids) {
             let (listed, all) = t.restart(ids)?;
             table.add("restart, 20 enabled: until GET /plugins (ms)", t.name(), listed);
@@ -251,11 +262,11 @@ pub fn run() -> Result<()> {
     }
     let version = targets[0].docker(&["version", "--format", "{{.Client.Version}}"])?;
     println!(
-        "\nbench-daemon: docker CLI {} (/usr/bin/docker), {ROUNDS} rounds, {RESTARTS} restarts",
+        "\nbench-daemon: docker CLI {} (/usr/bin/docker), {rounds} rounds, {restarts} restarts",
         version.trim()
     );
     table.print();
-    Ok(())
+    Ok(table)
 }
 
 /// A copy of the plugin directory with one more file, so its layer is its own.
@@ -295,6 +306,35 @@ impl Table {
                 row.2.push(value);
             }
         }
+    }
+
+    /// The rows as `bench-all` figures (units from the metric names).
+    fn figures(&self) -> Vec<Figure> {
+        self.rows
+            .iter()
+            .map(|(metric, ours, theirs)| {
+                let goal = match metric.as_str() {
+                    "create (ms)" => Goal::AtMost(0.25),
+                    "enable (ms)" => Goal::AtMost(0.1),
+                    "install (ms)" => Goal::AtMost(0.25),
+                    "RSS idle (MB)" => Goal::AtMost(0.15),
+                    "RSS, 20 enabled (MB)" => Goal::AtMost(0.1),
+                    "restart, 20 enabled: until GET /plugins (ms)" => Goal::AtMost(0.1),
+                    _ => Goal::None,
+                };
+                let (name, unit) = match metric.rsplit_once(" (") {
+                    Some((n, u)) => (n, if u.starts_with("MB") { "MB" } else { "ms" }),
+                    None => (metric.as_str(), ""),
+                };
+                Figure::new(
+                    format!("docker CLI: {name} (dockplugd vs dockerd)"),
+                    unit,
+                    median(ours),
+                    median(theirs),
+                    goal,
+                )
+            })
+            .collect()
     }
 
     fn print(&self) {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use dockplug_testkit::{rss_kib, Containerd, Dockerd, DockerdOptions};
 
+use crate::bench_all::{Figure, Goal};
 use crate::{managed, setup};
 
 const ROUNDS: usize = 7;
@@ -18,6 +19,43 @@ const TAR: &str = "application/x-tar";
 
 /// Runs the benchmark and prints the table.
 pub fn run() -> Result<()> {
+    let m = measure(ROUNDS)?;
+    print(&m);
+    Ok(())
+}
+
+/// The `enable` section of `cargo xtask bench-all`: enable-to-ready and memory with 20
+/// enabled, as figures.
+pub fn figures(quick: bool) -> Result<Vec<Figure>> {
+    let m = measure(if quick { 3 } else { ROUNDS })?;
+    print(&m);
+    Ok(vec![
+        Figure::new(
+            format!("enable to ready, manager API (median of {})", m.rounds),
+            "ms",
+            m.ours_enable,
+            m.docker_enable,
+            Goal::AtMost(0.1),
+        ),
+        Figure::new(
+            format!("resident memory, {FLEET} enabled (manager process vs dockerd)"),
+            "MiB",
+            m.ours_rss / 1024.0,
+            m.docker_rss / 1024.0,
+            Goal::AtMost(0.1),
+        ),
+    ])
+}
+
+struct Measured {
+    rounds: usize,
+    ours_enable: f64,
+    docker_enable: f64,
+    ours_rss: f64,
+    docker_rss: f64,
+}
+
+fn measure(rounds: usize) -> Result<Measured> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
     let tmp = dockplug_testkit::temp_dir("dpb")?;
     let (plugin, example) = managed::build(tmp.path(), "release")?;
@@ -27,7 +65,7 @@ pub fn run() -> Result<()> {
     let work = tmp.path().join("m");
     let ours = managed::run(
         &example,
-        &["bench", "--rounds", &ROUNDS.to_string(), "--fleet", &FLEET.to_string(), "--containerd"],
+        &["bench", "--rounds", &rounds.to_string(), "--fleet", &FLEET.to_string(), "--containerd"],
         &[&containerd.socket, Path::new("--plugin"), &plugin, Path::new("--work"), &work],
     )?;
     let ours_enable =
@@ -44,7 +82,7 @@ pub fn run() -> Result<()> {
     let dockerd = Dockerd::start_with(&tmp.path().join("dkd"), &options)?;
     let context = tar(&plugin, None)?;
     let mut docker_enable = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let name = format!("bench{round}:latest");
         dockerd.ok("POST", &format!("/plugins/create?name={name}"), &context, TAR)?;
         let started = Instant::now();
@@ -75,11 +113,16 @@ pub fn run() -> Result<()> {
         let _ = dockerd.request("DELETE", &format!("/plugins/{name}?force=1"), b"", "text/plain");
     }
 
+    Ok(Measured { rounds, ours_enable, docker_enable, ours_rss, docker_rss })
+}
+
+fn print(m: &Measured) {
+    let Measured { rounds, ours_enable, docker_enable, ours_rss, docker_rss } = *m;
     println!();
     println!("| measure | dockplug (manager + containerd executor) | dockerd 20.10 | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| enable-to-ready, median of {ROUNDS} | {ours_enable:.1} ms | {docker_enable:.1} ms | {:.3} (target <= 0.25) |",
+        "| enable-to-ready, median of {rounds} | {ours_enable:.1} ms | {docker_enable:.1} ms | {:.3} (target <= 0.25) |",
         ours_enable / docker_enable
     );
     println!(
@@ -88,7 +131,6 @@ pub fn run() -> Result<()> {
         docker_rss / 1024.0,
         ours_rss / docker_rss
     );
-    Ok(())
 }
 
 /// A build context of the plugin directory (`config.json` + `rootfs/`), plus

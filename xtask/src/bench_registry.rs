@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use dockplug_testkit::http::Response;
 use dockplug_testkit::{Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry};
 
+use crate::bench_all::{Figure, Goal};
 use crate::setup;
 
 const ROUNDS: usize = 7;
@@ -80,6 +81,15 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
 
 /// Runs the benchmark and prints the table.
 pub fn run() -> Result<()> {
+    measure(ROUNDS).map(drop)
+}
+
+/// The `registry` section of `cargo xtask bench-all`: install, pull and push as figures.
+pub fn figures(quick: bool) -> Result<Vec<Figure>> {
+    measure(if quick { 3 } else { ROUNDS })
+}
+
+fn measure(rounds: usize) -> Result<Vec<Figure>> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
     setup::step(
         "build dockplugd and localvol",
@@ -125,7 +135,7 @@ pub fn run() -> Result<()> {
         Ok(name)
     };
     let mut results: Vec<(&str, &str, f64)> = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // Alternate who goes first.
         let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
         for &i in &order {
@@ -164,10 +174,11 @@ pub fn run() -> Result<()> {
     let layer_bytes: u64 = walk_size(&plugin.join("rootfs"));
     println!();
     println!(
-        "| measure (median of {ROUNDS}, rootfs {:.1} MB) | dockplugd | dockerd 20.10 | ratio |",
+        "| measure (median of {rounds}, rootfs {:.1} MB) | dockplugd | dockerd 20.10 | ratio |",
         layer_bytes as f64 / 1e6
     );
     println!("|---|---|---|---|");
+    let mut figures = Vec::new();
     for (what, target) in [("install", "<= 0.25"), ("pull", ""), ("push", "<= 0.5")] {
         let of = |who: &str| {
             median(results.iter().filter(|r| r.0 == who && r.1 == what).map(|r| r.2).collect())
@@ -175,8 +186,19 @@ pub fn run() -> Result<()> {
         let (o, t) = (of("dockplug"), of("dockerd"));
         let goal = if target.is_empty() { String::new() } else { format!(" (target {target})") };
         println!("| {what} | {o:.1} ms | {t:.1} ms | {:.3}{goal} |", o / t);
+        let goal = match what {
+            "install" => Goal::AtMost(0.25),
+            "push" => Goal::AtMost(0.5),
+            _ => Goal::None,
+        };
+        let label = match what {
+            "install" => "install from a registry (pull + enable), Engine API",
+            "pull" => "pull from a registry, Engine API",
+            _ => "push to a registry, Engine API",
+        };
+        figures.push(Figure::new(label, "ms", o, t, goal));
     }
-    Ok(())
+    Ok(figures)
 }
 
 /// Bytes under `dir` (regular files).

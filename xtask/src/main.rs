@@ -10,6 +10,7 @@
 //! | `demo` | build localvol, start it, discover and activate it with dockplug-v1, drive a volume through its life, print a transcript with timings |
 //! | `package localvol` | package localvol as a v2 plugin directory (`config.json` + `rootfs/`) |
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
+//! | `bench-all` | every side-by-side benchmark in one run (v1 RPC, SDK server, discovery, enable, registry, the daemon through the CLI), each figure a median ratio to Moby's own code; `--json` prints one JSON line per figure, then a markdown table; `--quick` (not part of `ci`) |
 //! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
 //! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
 //! | `fuzz` | every parser's fuzz target under libFuzzer (cargo-fuzz; `--list`, `--all`, `--seconds N`); the same targets run bounded as property tests in `ci` (not part of `ci`) |
@@ -18,9 +19,12 @@
 
 mod advisories;
 mod bench;
+mod bench_all;
 mod bench_daemon;
+mod bench_discovery;
 mod bench_enable;
 mod bench_registry;
+mod bench_rpc;
 mod demo;
 mod fuzz;
 mod demo_daemon;
@@ -49,6 +53,7 @@ fn run() -> Result<()> {
         "demo" => demo::run(),
         "package" => package::task(&args[1..]),
         "bench" => bench::run(&args[1..]),
+        "bench-all" => bench_all::run(&args[1..]),
         "bench-enable" => bench_enable::run(),
         "bench-daemon" => bench_daemon::run(),
         "bench-registry" => bench_registry::run(),
@@ -75,6 +80,8 @@ tasks:
   package localvol [--out DIR]
           package localvol as a v2 plugin directory (config.json + rootfs/)
   bench   dockplug's v1 client vs Moby's Go client on one plugin server (installs Go; not in ci)
+  bench-all [--json] [--quick] [--only rpc,discovery,enable,registry,daemon]
+          every side-by-side figure vs Moby's code in one run: JSON lines, a markdown table (not in ci)
   bench-manager
           the manager with 1,000 plugins in its store: load time, list and inspect latency, heap
   bench-daemon
