@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use dockplug_testkit::http::Response;
-use dockplug_testkit::{Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry};
+use dockplug_testkit::{
+    Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry,
+};
 
 use crate::bench_all::{Figure, Goal};
 use crate::setup;
@@ -94,8 +96,18 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
     setup::step(
         "build dockplugd and localvol",
         &[
-            "build", "--quiet", "--profile", "release", "-p", "dockplug-daemon", "--bin",
-            "dockplugd", "-p", "dockplug-localvol", "--bin", "localvol",
+            "build",
+            "--quiet",
+            "--profile",
+            "release",
+            "-p",
+            "dockplug-daemon",
+            "--bin",
+            "dockplugd",
+            "-p",
+            "dockplug-localvol",
+            "--bin",
+            "localvol",
         ],
         &[],
     )?;
@@ -144,7 +156,13 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
             let remote = publish(&format!("i{who}{round}"))?;
             let local = format!("inst{round}:latest");
             let ms = timed(|| {
-                ok(peer, "pull", "POST", &format!("/plugins/pull?remote={remote}&name={local}"), b"[]")?;
+                ok(
+                    peer,
+                    "pull",
+                    "POST",
+                    &format!("/plugins/pull?remote={remote}&name={local}"),
+                    b"[]",
+                )?;
                 ok(peer, "enable", "POST", &format!("/plugins/{local}/enable?timeout=0"), b"")
             })?;
             println!("bench: {who} install #{round}: {ms:.1} ms");
@@ -155,7 +173,13 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
             let remote = publish(&format!("p{who}{round}"))?;
             let local = format!("pull{round}:latest");
             let ms = timed(|| {
-                ok(peer, "pull", "POST", &format!("/plugins/pull?remote={remote}&name={local}"), b"[]")
+                ok(
+                    peer,
+                    "pull",
+                    "POST",
+                    &format!("/plugins/pull?remote={remote}&name={local}"),
+                    b"[]",
+                )
             })?;
             println!("bench: {who} pull #{round}: {ms:.1} ms");
             results.push((who, "pull", ms));

@@ -38,8 +38,17 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
     setup::step(
         "build dockplug and localvol (release)",
         &[
-            "build", "--quiet", "--release", "-p", "dockplug-cli", "-p", "dockplug-localvol",
-            "--bin", "localvol", "--bin", "dockplug",
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "dockplug-cli",
+            "-p",
+            "dockplug-localvol",
+            "--bin",
+            "localvol",
+            "--bin",
+            "dockplug",
         ],
         &[],
     )?;
@@ -50,8 +59,11 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
     let go_ref = bench_discovery::build_go_ref(tmp.path())?;
 
     let go_sock = tmp.path().join("go.sock");
-    let _go_server =
-        bench_discovery::serve(&go_ref, std::slice::from_ref(&go_sock), &tmp.path().join("go.log"))?;
+    let _go_server = bench_discovery::serve(
+        &go_ref,
+        std::slice::from_ref(&go_sock),
+        &tmp.path().join("go.log"),
+    )?;
     let lv_sock = tmp.path().join("lv.sock");
     let mut cmd = Command::new(bin.join("localvol"));
     cmd.arg("--socket").arg(&lv_sock).arg("--root").arg(tmp.path().join("lvroot"));
