@@ -35,6 +35,9 @@ const SYNC_EVERY: Duration = Duration::from_millis(50);
 /// How often at most (10 s at `SYNC_EVERY`) before containerd counts as down.
 const MAX_MARKERS: u32 = 200;
 
+/// How often a reconciliation that could not read every task is tried (100 ms apart).
+const RECONCILE_ATTEMPTS: u32 = 50;
+
 /// Runs the event loop until the executor is gone. `ready` is answered once, after the first
 /// subscription is live (or with the error of the first attempt).
 pub(crate) async fn run(
@@ -74,7 +77,14 @@ pub(crate) async fn run(
             None => {
                 tracing::info!(namespace = conn.namespace(), "containerd event stream restored");
                 let Some(shared) = shared.upgrade() else { return };
-                shared.reconcile().await;
+                // A containerd that has just restarted may not answer for every task yet:
+                // ask again (bounded) so that an exit nobody listened for is not lost.
+                for _ in 0..RECONCILE_ATTEMPTS {
+                    if shared.reconcile().await {
+                        break;
+                    }
+                    tokio::time::sleep(SYNC_EVERY * 2).await;
+                }
             }
         }
         let Some(broken) = listen(&shared, stream, conn.namespace()).await else { return };

@@ -236,13 +236,13 @@ impl Shared {
     }
 
     /// After a gap in the event stream: every tracked process that is no longer running
-    /// exited while nobody listened.
-    pub(crate) async fn reconcile(&self) {
+    /// exited while nobody listened. Returns whether every tracked task could be read (a
+    /// containerd that has just restarted may fail some); the exits found are reported
+    /// either way, and a task reported once is not tracked any more.
+    pub(crate) async fn reconcile(&self) -> bool {
         let watched: Vec<(String, u32)> =
             self.lock().iter().filter_map(|(id, t)| t.pid.map(|pid| (id.clone(), pid))).collect();
-        if watched.is_empty() {
-            return;
-        }
+        let mut complete = true;
         for (id, pid) in watched {
             match self.conn.task(&id).await {
                 Ok(Some(t)) if t.pid == pid && t.state == TaskState::Alive => {}
@@ -254,9 +254,13 @@ impl Shared {
                     self.exited(&id, pid, status);
                 }
                 Ok(_) => self.exited(&id, pid, None),
-                Err(e) => tracing::warn!(plugin = %id, error = %e, "cannot reconcile the task"),
+                Err(e) => {
+                    tracing::warn!(plugin = %id, error = %e, "cannot reconcile the task yet");
+                    complete = false;
+                }
             }
         }
+        complete
     }
 
     async fn create(&self, id: &str, spec: &[u8], stdio: PluginStdio) -> Result<(), Error> {
