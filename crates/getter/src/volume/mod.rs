@@ -187,6 +187,10 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// v1 drivers used so far (`/info` lists them, as Moby lists its cached v1 drivers).
     v1_drivers: Mutex<HashSet<String>>,
+    /// What Moby's store keeps of each known volume in memory (`names`): its `CreatedAt`
+    /// and last known mount point, as the last create, get, mount or unmount left them. A
+    /// create of a known volume answers with these, as dockerd does.
+    cached: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl VolumeService {
@@ -209,6 +213,7 @@ impl VolumeService {
                 store: Mutex::new(store),
                 locks: Mutex::default(),
                 v1_drivers: Mutex::default(),
+                cached: Mutex::default(),
             }),
         };
         service.restore().await;
@@ -217,6 +222,15 @@ impl VolumeService {
 
     fn store(&self) -> std::sync::MutexGuard<'_, VolumeStore> {
         self.inner.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, name: &str, created_at: &str, mountpoint: &str) {
+        let mut c = self.inner.cached.lock().unwrap_or_else(|e| e.into_inner());
+        c.insert(name.to_owned(), (created_at.to_owned(), mountpoint.to_owned()));
+    }
+
+    fn remembered(&self, name: &str) -> Option<(String, String)> {
+        self.inner.cached.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     fn record(&self, name: &str) -> Option<VolumeRecord> {
@@ -279,7 +293,9 @@ impl VolumeService {
                         "error restoring volume; keeping it");
                     continue;
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(v)) => {
+                    self.remember(&r.name, &created_at(&v), &driver.scoped(&v.mountpoint))
+                }
                 Ok(None) | Err(_) => {
                     tracing::info!(volume = %r.name, driver = %r.driver,
                         "volume no longer in its driver; dropping it");
@@ -307,6 +323,7 @@ impl VolumeService {
     /// Drops a volume from the store and releases its driver reference.
     async fn purge(&self, name: &str) -> Result<(), VolumeError> {
         let Some(r) = self.store().remove(name)? else { return Ok(()) };
+        self.inner.cached.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
         if let Some(id) = &r.plugin_id {
             match self.inner.getter.lookup(&r.driver, CAPABILITY).await {
                 Ok(p) if p.id() == Some(id.as_str()) => {
@@ -384,9 +401,10 @@ impl VolumeService {
         }
         let scope = driver.scope().await;
         let (created_at, mountpoint) = match &existing {
-            Some(v) => (created_at(v), v.mountpoint.clone()),
+            Some(v) => (created_at(v), driver.scoped(&v.mountpoint)),
             None => (ZERO_TIME.to_owned(), String::new()),
         };
+        self.remember(&name, &created_at, &mountpoint);
         Ok(Volume {
             name,
             driver: driver.name().to_owned(),
@@ -436,7 +454,17 @@ impl VolumeService {
             Ok(Some(_)) if conflict => {
                 Err(VolumeError::NameConflict { name: name.to_owned(), driver: record.driver })
             }
-            Ok(Some((d, v))) => Ok(Some(self.to_api(&d, &record, &v, false).await)),
+            Ok(Some((d, v))) => {
+                let mut vol = self.to_api(&d, &record, &v, false).await;
+                match self.remembered(name) {
+                    Some((created_at, mountpoint)) => {
+                        vol.created_at = created_at;
+                        vol.mountpoint = mountpoint;
+                    }
+                    None => self.remember(name, &vol.created_at, &vol.mountpoint),
+                }
+                Ok(Some(vol))
+            }
             Ok(None) | Err(_) => {
                 self.purge(name).await?;
                 Ok(None)
@@ -514,6 +542,7 @@ impl VolumeService {
             Err(e) if e.is_communication() => Err(check(chain(&e))),
             Ok(Some(v)) => {
                 let vol = self.to_api(&d, &record, &v, true).await;
+                self.remember(name, &vol.created_at, &vol.mountpoint);
                 Ok((d, vol))
             }
             Ok(None) | Err(_) => {
@@ -627,12 +656,14 @@ impl VolumeService {
     /// As [`VolumeService::get`], or [`VolumeError::Driver`].
     pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf, VolumeError> {
         let _guard = self.lock(name).await;
-        let (d, _) = self.get_locked("mount", name).await?;
-        d.mount(name, id).await.map_err(|source| VolumeError::Driver {
+        let (d, vol) = self.get_locked("mount", name).await?;
+        let path = d.mount(name, id).await.map_err(|source| VolumeError::Driver {
             op: "mount",
             name: name.to_owned(),
             source,
-        })
+        })?;
+        self.remember(name, &vol.created_at, &path.to_string_lossy());
+        Ok(path)
     }
 
     /// Unmounts mount ID `id` of volume `name` (`VolumeDriver.Unmount`).
@@ -641,12 +672,14 @@ impl VolumeService {
     /// As [`VolumeService::get`], or [`VolumeError::Driver`].
     pub async fn unmount(&self, name: &str, id: &str) -> Result<(), VolumeError> {
         let _guard = self.lock(name).await;
-        let (d, _) = self.get_locked("unmount", name).await?;
+        let (d, vol) = self.get_locked("unmount", name).await?;
         d.unmount(name, id).await.map_err(|source| VolumeError::Driver {
             op: "unmount",
             name: name.to_owned(),
             source,
-        })
+        })?;
+        self.remember(name, &vol.created_at, "");
+        Ok(())
     }
 
     /// The v1 volume drivers used so far (for `/info`; v2 ones are listed by the manager).
