@@ -25,7 +25,9 @@
 //! * a stale socket file is replaced, a live one is refused; the socket's mode and group are
 //!   settable; a `.spec`/`.json` discovery file can be written;
 //! * graceful shutdown: on a future or on SIGTERM/SIGINT, calls in flight finish, then the
-//!   socket and discovery files are removed.
+//!   socket and discovery files are removed;
+//! * bounded clients ([`Limits`]): connections at once, header/idle/body/write timeouts, header
+//!   and body sizes; a connection over a limit is closed and its descriptor freed.
 //!
 //! ```no_run
 //! # use dockplug_sdk::{Plugin, UnixListen, VolumeDriver};
@@ -43,6 +45,7 @@
 pub mod authz;
 mod error;
 pub mod ipam;
+mod limits;
 mod listen;
 pub mod log;
 pub mod metrics;
@@ -56,6 +59,7 @@ pub use authz::Authz;
 pub use dockplug_protocol as protocol;
 pub use error::{PluginError, PluginResult, ServeError};
 pub use ipam::IpamDriver;
+pub use limits::Limits;
 pub use listen::{SpecFile, TcpListen, UnixListen};
 pub use log::LogDriver;
 pub use metrics::MetricsCollector;

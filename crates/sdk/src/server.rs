@@ -12,23 +12,32 @@ use std::time::Duration;
 use bytes::Bytes;
 use dockplug_protocol::Manifest;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::ServeError;
+use crate::limits::{self, ConnState, Limits, Tracked, WatchedIo};
 use crate::listen::{Cleanup, TcpListen, UnixListen};
-use crate::router::{ErrorKey, Reply, Router, MAX_BODY};
+use crate::router::{ErrorKey, Reply, Router};
 
 /// Collects the subsystems a plugin serves; see [`Plugin::builder`].
 #[derive(Default)]
 pub struct PluginBuilder {
     pub(crate) router: Router,
+    limits: Limits,
 }
 
 impl PluginBuilder {
+    /// The bounds on what clients may hold of the servers of this plugin (connections,
+    /// timeouts, header and body sizes); [`Limits::default`] when not set.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The plugin, ready to bind.
     pub fn build(self) -> Plugin {
         let mut router = self.router;
@@ -37,7 +46,7 @@ impl PluginBuilder {
             let manifest = manifest.clone();
             async move { Ok(manifest) }
         });
-        Plugin { router: Arc::new(router) }
+        Plugin { router: Arc::new(router), limits: self.limits }
     }
 }
 
@@ -52,6 +61,7 @@ impl fmt::Debug for PluginBuilder {
 #[derive(Clone)]
 pub struct Plugin {
     router: Arc<Router>,
+    limits: Limits,
 }
 
 impl fmt::Debug for Plugin {
@@ -85,6 +95,7 @@ impl Plugin {
             address: Address::Unix(listen.path().to_owned()),
             cleanup: Cleanup(cleanup),
             drain: DEFAULT_DRAIN,
+            limits: self.limits,
         })
     }
 
@@ -98,6 +109,7 @@ impl Plugin {
             address,
             cleanup: Cleanup(cleanup),
             drain: DEFAULT_DRAIN,
+            limits: self.limits,
         })
     }
 
@@ -166,6 +178,7 @@ pub struct Server {
     address: Address,
     cleanup: Cleanup,
     drain: Duration,
+    limits: Limits,
 }
 
 /// How long shutdown waits for calls in flight by default: dockerd's longest per-call timeout
@@ -191,6 +204,12 @@ impl Server {
         self
     }
 
+    /// Replaces the plugin's [`Limits`] for this listener.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Serve until SIGTERM or SIGINT, then shut down gracefully.
     pub async fn run(self) -> Result<(), ServeError> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -209,28 +228,38 @@ impl Server {
     /// (idle connections are closed; see [`Server::drain_timeout`]), and remove the socket and
     /// discovery files.
     pub async fn run_until<F: Future<Output = ()>>(self, shutdown: F) -> Result<(), ServeError> {
-        let Server { router, listener, address, cleanup, drain } = self;
+        let Server { router, listener, address, cleanup, drain, limits } = self;
         let graceful = GracefulShutdown::new();
+        // One permit per connection served: past the bound, clients wait in the backlog.
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
         tokio::pin!(shutdown);
         tracing::info!(%address, "serving");
         loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = accept(&listener) => match accepted {
-                    Ok(Accepted::Unix(io)) => spawn_conn(&graceful, io, router.clone()),
-                    Ok(Accepted::Tcp(io, None)) => spawn_conn(&graceful, io, router.clone()),
+                    Ok(Accepted::Unix(io)) => spawn_conn(&graceful, io, &router, limits, permit),
+                    Ok(Accepted::Tcp(io, None)) => spawn_conn(&graceful, io, &router, limits, permit),
                     Ok(Accepted::Tcp(io, Some(tls))) => {
                         let watcher = graceful.watcher();
                         let router = router.clone();
                         tokio::spawn(async move {
-                            match tls.accept(io).await {
-                                Ok(io) => {
-                                    let conn = connection(io, router);
-                                    if let Err(e) = watcher.watch(conn).await {
-                                        tracing::debug!(error = %e, "connection ended");
-                                    }
+                            let _permit = permit;
+                            match tokio::time::timeout(limits.header, tls.accept(io)).await {
+                                Ok(Ok(io)) => {
+                                    let state = ConnState::new();
+                                    let conn = connection(io, router, limits, state.clone());
+                                    limits::watch(watcher.watch(conn), state, limits).await;
                                 }
-                                Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
                         });
                     }
@@ -268,40 +297,71 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
 fn connection<IO>(
     io: IO,
     router: Arc<Router>,
+    limits: Limits,
+    state: Arc<ConnState>,
 ) -> impl hyper_util::server::graceful::GracefulConnection<Error = hyper::Error> + Send
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let calls = state.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let router = router.clone();
-        async move { Ok::<_, Infallible>(handle(&router, req).await.into_response()) }
-    });
-    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service)
-}
-
-fn spawn_conn<IO>(graceful: &GracefulShutdown, io: IO, router: Arc<Router>)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = graceful.watch(connection(io, router));
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended");
+        let call = calls.call();
+        async move {
+            let reply = handle(&router, req, &limits).await.into_response();
+            Ok::<_, Infallible>(reply.map(|body| Tracked::new(body, call)))
         }
     });
+    hyper::server::conn::http1::Builder::new()
+        // Request line and headers must fit this buffer, else 431.
+        .max_buf_size(limits.header_bytes.max(8192))
+        .serve_connection(TokioIo::new(WatchedIo::new(io, state)), service)
 }
 
-async fn handle(router: &Router, req: Request<Incoming>) -> Reply {
+fn spawn_conn<IO>(
+    graceful: &GracefulShutdown,
+    io: IO,
+    router: &Arc<Router>,
+    limits: Limits,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = ConnState::new();
+    let conn = graceful.watch(connection(io, router.clone(), limits, state.clone()));
+    tokio::spawn(async move {
+        let _permit = permit;
+        limits::watch(conn, state, limits).await;
+    });
+}
+
+async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Reply {
     let path = req.uri().path().to_owned();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    // A declared length past the limit is refused before a byte of it is read.
+    if req.body().size_hint().lower() > limits.body_bytes as u64 {
+        return Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKey::Err,
+            &format!("{path}: read request body: length limit exceeded"),
+        );
+    }
+    let read = Limited::new(req.into_body(), limits.body_bytes).collect();
+    let body = match tokio::time::timeout(limits.body, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             let status = if e.is::<http_body_util::LengthLimitError>() {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else {
                 StatusCode::BAD_REQUEST
             };
             return Reply::error(status, ErrorKey::Err, &format!("{path}: read request body: {e}"));
+        }
+        Err(_) => {
+            return Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorKey::Err,
+                &format!("{path}: read request body: not complete after {:?}", limits.body),
+            );
         }
     };
     dispatch(router, &path, body).await
