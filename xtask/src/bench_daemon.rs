@@ -17,7 +17,7 @@ use dockplug_testkit::{
 };
 
 use crate::bench_all::{Figure, Goal};
-use crate::setup;
+use crate::{managed, setup};
 
 const ROUNDS: usize = 5;
 const FLEET: usize = 20;
@@ -144,30 +144,12 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
 
 fn measure(rounds: usize, restarts: usize) -> Result<Table> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
-    setup::step(
-        "build dockplugd and localvol (release)",
-        &[
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "dockplug-daemon",
-            "--bin",
-            "dockplugd",
-            "-p",
-            "dockplug-localvol",
-            "--bin",
-            "localvol",
-        ],
-        &[],
-    )?;
-    let bin = setup::profile_dir("release");
     let tmp = dockplug_testkit::temp_dir("dpbd")?;
-    let plugin = dockplug_testkit::package::localvol_plugin(
-        &bin.join("localvol"),
-        &tmp.path().join("plugin"),
-    )
-    .context("package localvol")?;
+    let (plugin, bin) = managed::build_with_localvol(
+        "release",
+        &["-p", "dockplug-daemon", "--bin", "dockplugd"],
+        tmp.path(),
+    )?;
     let plugin_dir = plugin.to_str().context("a UTF-8 path")?.to_owned();
 
     let containerd = Containerd::start()?;

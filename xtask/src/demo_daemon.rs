@@ -8,33 +8,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use dockplug_testkit::{Containerd, Dockplugd, DockplugdOptions, Registry};
 
-use crate::setup;
+use crate::managed;
 
 /// Builds dockplugd and localvol (dev profile, as the tests), then runs the transcript.
 pub fn run() -> Result<()> {
-    setup::step(
-        "build dockplugd and localvol",
-        &[
-            "build",
-            "--quiet",
-            "-p",
-            "dockplug-daemon",
-            "--bin",
-            "dockplugd",
-            "-p",
-            "dockplug-localvol",
-            "--bin",
-            "localvol",
-        ],
-        &[],
-    )?;
-    let bin = setup::profile_dir("dev");
     let tmp = dockplug_testkit::temp_dir("dpdemo")?;
-    let plugin = dockplug_testkit::package::localvol_plugin(
-        &bin.join("localvol"),
-        &tmp.path().join("plugin"),
-    )
-    .context("package localvol as a v2 plugin")?;
+    let (plugin, bin) = managed::build_with_localvol(
+        "dev",
+        &["-p", "dockplug-daemon", "--bin", "dockplugd"],
+        tmp.path(),
+    )?;
 
     let containerd = Containerd::start()?;
     let registry = Registry::plain()?;

@@ -158,7 +158,9 @@ async fn bollard_drives_every_local_plugin_method() {
     assert!(
         dockplug_testkit::wait_until(Duration::from_secs(10), || {
             std::fs::read_dir(d.data_root.join("plugins"))
-                .map(|it| it.flatten().all(|e| !e.file_name().to_string_lossy().starts_with(&id[..12])))
+                .map(|it| {
+                    it.flatten().all(|e| !e.file_name().to_string_lossy().starts_with(&id[..12]))
+                })
                 .unwrap_or(true)
         }),
         "the removed plugin's directory is gone"

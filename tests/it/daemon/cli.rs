@@ -74,7 +74,10 @@ fn every_plugin_subcommand_with_mobys_texts() {
     assert_eq!(q("enabled=true").trim(), "");
     assert_eq!(q("capability=volumedriver").trim(), short);
     assert_eq!(q("capability=authz").trim(), "");
-    daemon_error(&d.docker_err(&["plugin", "ls", "--filter", "color=red"]), "invalid filter 'color'");
+    daemon_error(
+        &d.docker_err(&["plugin", "ls", "--filter", "color=red"]),
+        "invalid filter 'color'",
+    );
 
     // inspect by name, name:latest, ID, a unique ID prefix; -f.
     for reference in ["localvol", "localvol:latest", id.as_str(), &id[..5]] {
@@ -122,7 +125,11 @@ fn every_plugin_subcommand_with_mobys_texts() {
 
     // Not found, for each verb that takes a name (rm and inspect: the client's own text
     // for a 404).
-    for args in [&["plugin", "enable", "nope"][..], &["plugin", "disable", "nope"], &["plugin", "set", "nope", "A=1"]] {
+    for args in [
+        &["plugin", "enable", "nope"][..],
+        &["plugin", "disable", "nope"],
+        &["plugin", "set", "nope", "A=1"],
+    ] {
         daemon_error(&d.docker_err(args), "plugin \"nope\" not found");
     }
     let err = d.docker_err(&["plugin", "rm", "nope"]);
@@ -154,7 +161,14 @@ fn docker_events_shows_plugin_events() {
     let until = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
     let events = d.docker_ok(&[
-        "events", "--filter", "type=plugin", "--since", &since, "--until", &until, "--format",
+        "events",
+        "--filter",
+        "type=plugin",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
         format,
     ]);
     assert_eq!(
@@ -169,13 +183,28 @@ fn docker_events_shows_plugin_events() {
     );
     // Another type filter sees none of them.
     let none = d.docker_ok(&[
-        "events", "--filter", "type=container", "--since", &since, "--until", &until,
+        "events",
+        "--filter",
+        "type=container",
+        "--since",
+        &since,
+        "--until",
+        &until,
     ]);
     assert_eq!(none.trim(), "");
     // The event's actor is the plugin ID.
     let ids = d.docker_ok(&[
-        "events", "--filter", "type=plugin", "--filter", "event=create", "--since", &since,
-        "--until", &until, "--format", "{{.Actor.ID}}",
+        "events",
+        "--filter",
+        "type=plugin",
+        "--filter",
+        "event=create",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Actor.ID}}",
     ]);
     assert_eq!(ids.trim().len(), 64, "{ids}");
 }

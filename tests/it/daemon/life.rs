@@ -44,7 +44,8 @@ fn slow_localvol(dir: &Path) -> PathBuf {
     let plugin = localvol_dir(dir);
     let rootfs = plugin.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy(dockplug_testkit::program("busybox").unwrap(), rootfs.join("bin/busybox")).unwrap();
+    std::fs::copy(dockplug_testkit::program("busybox").unwrap(), rootfs.join("bin/busybox"))
+        .unwrap();
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(plugin.join("config.json")).unwrap()).unwrap();
@@ -102,7 +103,10 @@ fn sigterm_stops_plugins_exits_cleanly_and_removes_the_pidfile() {
 
     // It is still enabled, and comes back with the daemon.
     d.restart();
-    assert_eq!(d.docker_ok(&["plugin", "inspect", "-f", "{{.Enabled}}", "localvol"]).trim(), "true");
+    assert_eq!(
+        d.docker_ok(&["plugin", "inspect", "-f", "{{.Enabled}}", "localvol"]).trim(),
+        "true"
+    );
     assert!(wait_until(Duration::from_secs(30), || plugin_answers(&d, &id)), "{}", d.log_tail());
 }
 
@@ -153,7 +157,10 @@ fn live_restore_keeps_plugins_running_across_a_restart() {
 
     d.restart();
     assert_eq!(task_pids(&containerd), before, "the same process, re-attached");
-    assert_eq!(d.docker_ok(&["plugin", "inspect", "-f", "{{.Enabled}}", "localvol"]).trim(), "true");
+    assert_eq!(
+        d.docker_ok(&["plugin", "inspect", "-f", "{{.Enabled}}", "localvol"]).trim(),
+        "true"
+    );
     assert_eq!(d.docker_ok(&["plugin", "disable", "localvol"]), "localvol\n");
     assert!(task_pids(&containerd).is_empty());
 }

@@ -77,7 +77,13 @@ fn sequence(t: &dyn Target, plugin_dir: &str, small_dir: &str) -> Vec<String> {
         vec!["plugin", "ls", "-q", "--filter", "capability=volumedriver"],
         vec!["plugin", "ls", "-q", "--filter", "capability=authz"],
         vec!["plugin", "inspect", "-f", "{{.Name}} {{.Enabled}} {{.PluginReference}}", "localvol"],
-        vec!["plugin", "inspect", "-f", "{{.Config.Interface.Socket}} {{.Settings.Env}}", "localvol:latest"],
+        vec![
+            "plugin",
+            "inspect",
+            "-f",
+            "{{.Config.Interface.Socket}} {{.Settings.Env}}",
+            "localvol:latest",
+        ],
         vec!["plugin", "inspect", "nope"],
         vec!["plugin", "set", "localvol", "LOCALVOL_LOG=debug"],
         vec!["plugin", "set", "localvol", "NOPE=1"],
@@ -115,7 +121,14 @@ fn sequence(t: &dyn Target, plugin_dir: &str, small_dir: &str) -> Vec<String> {
     }
     let until = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     let events = t.run(&[
-        "events", "--filter", "type=plugin", "--since", &since, "--until", &until, "--format",
+        "events",
+        "--filter",
+        "type=plugin",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
         "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
     ]);
     outcomes.push(format!("events\n{}", String::from_utf8_lossy(&events.stdout)));
@@ -130,7 +143,8 @@ fn the_same_sequence_ends_the_same_under_dockerd_and_dockplugd() {
     let small_dir = small_plugin_dir(dir.path(), &plugin_dir);
     let (plugin_dir, small_dir) = (plugin_dir.to_str().unwrap(), small_dir.to_str().unwrap());
 
-    let options = DockerdOptions { containerd: Some(containerd.socket.clone()), ..Default::default() };
+    let options =
+        DockerdOptions { containerd: Some(containerd.socket.clone()), ..Default::default() };
     let dockerd = Dockerd::start_with(&dir.path().join("dockerd"), &options).expect("dockerd");
     let reference = sequence(
         &Docker { dockerd: &dockerd, config: dir.path().join("cli-config") },
