@@ -215,8 +215,18 @@ fn a_v2_authz_plugin_built_on_the_sdk_denies_and_leaves_the_chain_when_disabled(
     d.stop();
     // The same daemon again, now with the plugin in its chain (dockerd checks the plugins
     // of --authorization-plugin at start, so it must exist first).
-    let mut cmd = d.command();
-    cmd.args(["--authorization-plugin", "authzv2"]);
+    let mut cmd = std::process::Command::new(dockplugd::binary());
+    cmd.arg("--host")
+        .arg(&d.host)
+        .arg("--data-root")
+        .arg(&d.data_root)
+        .arg("--exec-root")
+        .arg(&d.exec_root)
+        .arg("--pidfile")
+        .arg(&d.pidfile)
+        .args(containerd_args(&containerd))
+        .args(["--authorization-plugin", "authzv2"])
+        .env("PATH", dockplug_testkit::DAEMON_PATH);
     let mut daemon = Daemon::spawn("dockplugd", cmd, &d.dir.path().join("authz.log")).unwrap();
     let socket = d.socket.clone();
     daemon

@@ -6,6 +6,7 @@
 
 mod authz;
 mod getter;
+mod parity;
 mod volumes;
 
 use std::collections::BTreeMap;
