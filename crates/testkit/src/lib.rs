@@ -11,6 +11,7 @@
 //! | [`process`] | the [`Daemon`] guard (spawn with a log, stop by PID) and the waits |
 //! | [`containerd`] | a private containerd; dropping it also kills its shims and container inits |
 //! | [`dockerd`] | a private dockerd (own data-root, exec-root, socket), optionally on a given containerd |
+//! | [`crash`] | a crash loop over a private dockplugd: SIGKILL at random points of CLI operations, then the consistency checks |
 //! | [`dockplugd`] | a private dockplugd (own data root, exec root, socket) from a binary the caller built, optionally on a given containerd |
 //! | [`registry`] | Debian's `docker-registry` (distribution 2.8) on an ephemeral loopback port: plain, htpasswd or token auth, optionally TLS |
 //! | [`token`] | the signing key and certificate of a registry's token auth, and JWTs signed with it |
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod containerd;
+pub mod crash;
 pub mod dockerd;
 pub mod dockplugd;
 mod error;
