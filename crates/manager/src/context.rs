@@ -19,7 +19,7 @@
 //! becomes the plugin's layer blob (as Moby does, for push).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -210,6 +210,97 @@ pub(crate) fn chown(path: &Path, header: &Header) {
     }
 }
 
+/// The rootfs layer's gzip stream, compressed on a thread of its own while extraction goes
+/// on (compressing is most of `create`): the tar stream goes over in chunks through a
+/// bounded channel, so memory stays at a few chunks.
+///
+/// Level 1: the layer's digest (in `diff_ids` and `blobsums`) is of our own gzip stream at
+/// any level (Moby's `CreateFromContext` stores Go's gzip output, which no other compressor
+/// reproduces), and level 1 is several times faster than the default 6 for a somewhat
+/// larger blob.
+struct Compressor {
+    chunk: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<BlobWriter>>>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl Compressor {
+    fn start(blob: BlobWriter, root: &Path) -> Result<Compressor, ContextError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::Builder::new()
+            .name("layer-gzip".to_owned())
+            .spawn(move || {
+                let mut gz = GzEncoder::new(blob, flate2::Compression::fast());
+                for chunk in rx {
+                    gz.write_all(&chunk)?;
+                }
+                gz.finish()
+            })
+            .map_err(|source| {
+                ContextError::Blob(BlobError::Io { path: root.to_owned(), source })
+            })?;
+        Ok(Compressor { chunk: Vec::with_capacity(CHUNK), tx: Some(tx), thread: Some(thread) })
+    }
+
+    /// The compressing thread's own result (its error, or a panic as an error).
+    fn join(&mut self) -> io::Result<BlobWriter> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("layer-gzip panicked"))),
+            None => Err(io::Error::other("layer compressor already finished")),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let sent = self.tx.as_ref().map(|tx| tx.send(chunk).is_ok()).unwrap_or(false);
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error is the one to report.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(io::Error::other("layer compressor stopped early")),
+        }
+    }
+
+    /// Sends the rest, waits for the thread and returns the blob, gzip stream complete.
+    fn finish(mut self) -> io::Result<BlobWriter> {
+        self.send()?;
+        self.join()
+    }
+}
+
+impl Drop for Compressor {
+    /// An extraction that failed waits for the thread (a few chunks at most), so the
+    /// unfinished blob is gone from `ingest` when the error is returned.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Extracts `input` into `staging` (which must not exist) and writes the rootfs layer into
 /// `blobs`. On error `staging` is removed.
 pub(crate) fn extract(
@@ -239,11 +330,7 @@ fn extract_into(
     let reader: Box<dyn Read> =
         if is_gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut archive = Archive::new(reader);
-    // Level 1: the layer's digest is of our own gzip stream whatever the level (Moby's
-    // `CreateFromContext` stores Go's gzip output, which no other compressor reproduces), and
-    // compressing is most of `create`; level 1 is several times faster than the default 6
-    // for a somewhat larger blob.
-    let mut layer = Builder::new(GzEncoder::new(blobs.writer()?, flate2::Compression::fast()));
+    let mut layer = Builder::new(Compressor::start(blobs.writer()?, root)?);
     layer.mode(tar::HeaderMode::Complete);
     let mut config: Option<Vec<u8>> = None;
     let mut saw_rootfs = false;
