@@ -12,8 +12,10 @@
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 //! | `bench-all` | every side-by-side benchmark in one run (v1 RPC, SDK server, discovery, enable, registry, the daemon through the CLI), each figure a median ratio to Moby's own code; `--json` prints one JSON line per figure, then a markdown table; `--quick` (not part of `ci`) |
 //! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
-//! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
 //! | `fuzz` | every parser's fuzz target under libFuzzer (cargo-fuzz; `--list`, `--all`, `--seconds N`); the same targets run bounded as property tests in `ci` (not part of `ci`) |
+//! | `crash-loop` | SIGKILL dockplugd at seeded random points of CLI operations, restart, check consistency; `--seconds N` or `--rounds N`, `--seed S` (a short loop runs in `ci` as the `crash` tests) |
+//! | `load` | 1,000 concurrent list/inspect requests against dockplugd with 20 plugins enabled plus 20 concurrent installs from one registry: p50/p99, errors, RSS before/peak/after (not part of `ci`) |
+//! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
 //! | `bench-registry` | install (pull + enable), pull and push of the packaged localvol through one private registry, dockplugd vs dockerd on one containerd, alternating rounds; prints median ratios (not part of `ci`) |
 //! | `bench-enable` | enable-to-ready latency of the packaged localvol (dockplug's manager on the containerd executor vs dockerd, same containerd, same plugin directory) and resident memory with 20 plugins enabled; prints the ratios (not part of `ci`) |
 
@@ -25,9 +27,11 @@ mod bench_discovery;
 mod bench_enable;
 mod bench_registry;
 mod bench_rpc;
+mod crash;
 mod demo;
-mod fuzz;
 mod demo_daemon;
+mod fuzz;
+mod load;
 mod managed;
 mod package;
 mod setup;
@@ -58,6 +62,8 @@ fn run() -> Result<()> {
         "bench-daemon" => bench_daemon::run(),
         "bench-registry" => bench_registry::run(),
         "fuzz" => fuzz::task(&args[1..]),
+        "crash-loop" => crash::task(&args[1..]),
+        "load" => load::task(&args[1..]),
         "bench-manager" => setup::step(
             "manager store bench (1,000 plugins)",
             &["bench", "-p", "dockplug-manager", "--bench", "store"],
@@ -91,7 +97,11 @@ tasks:
   bench-registry
           install, pull and push through one registry: dockplugd vs dockerd, median ratios (not in ci)
   fuzz (--list | --all | <name>) [--seconds N]
-          the parsers' fuzz targets under libFuzzer via cargo-fuzz, N s each (not in ci)";
+          the parsers' fuzz targets under libFuzzer via cargo-fuzz, N s each (not in ci)
+  crash-loop [--seconds N | --rounds N] [--seed S]
+          kill -9 dockplugd at random points of create, pull, set, enable, disable, upgrade, rm; check after each restart (not in ci; a short loop is)
+  load [--requests N] [--fleet N] [--installs N] [--release]
+          1,000 concurrent list/inspect requests with 20 plugins enabled plus 20 concurrent installs: p50/p99, errors, RSS (not in ci)";
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
