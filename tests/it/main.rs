@@ -3,6 +3,7 @@
 
 mod containerd;
 mod containerd_e2e;
+mod crash;
 mod daemon;
 mod daemon_plugins;
 mod distribution;
