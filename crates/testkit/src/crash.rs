@@ -200,7 +200,12 @@ impl CrashLoop {
         let mut opts = DockplugdOptions::new(&options.dockplugd);
         opts.containerd = Some(containerd.socket.clone());
         opts.plugins_namespace = Some(containerd.namespace.clone());
-        opts.args = vec!["--insecure-registry".into(), registry.host(), "--log-level".into(), "warn".into()];
+        opts.args = vec![
+            "--insecure-registry".into(),
+            registry.host(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
         let daemon = Dockplugd::start(&dir.path().join("d"), &opts)?;
         let remote = format!("{}/crash/lv", registry.host());
         let this = CrashLoop {
@@ -248,7 +253,8 @@ impl CrashLoop {
             return Err(protocol("copy the plugin directory", status.to_string()));
         }
         let config = out.join("config.json");
-        let text = std::fs::read_to_string(&config).map_err(|e| Error::io("read config.json", e))?;
+        let text =
+            std::fs::read_to_string(&config).map_err(|e| Error::io("read config.json", e))?;
         let text = text.replacen("\"Description\": \"", "\"Description\": \"second version: ", 1);
         std::fs::write(&config, text).map_err(|e| Error::io("write config.json", e))?;
         self.path_str(&out)
@@ -303,19 +309,38 @@ impl CrashLoop {
         let s = cur.as_ref();
         let (args, pattern) = match (op, s) {
             (Op::Create, _) => (
-                vec!["plugin".into(), "create".into(), name.clone(), self.plugin_dir.display().to_string()],
+                vec![
+                    "plugin".into(),
+                    "create".into(),
+                    name.clone(),
+                    self.plugin_dir.display().to_string(),
+                ],
                 Pattern { enabled: Some(false), ..Pattern::default() },
             ),
             (Op::Pull, _) => (
-                ["plugin", "install", "--disable", "--grant-all-permissions", "--alias", &name, &latest]
-                    .map(str::to_owned)
-                    .to_vec(),
-                Pattern { enabled: Some(false), reference: Some(latest.clone()), ..Pattern::default() },
+                [
+                    "plugin",
+                    "install",
+                    "--disable",
+                    "--grant-all-permissions",
+                    "--alias",
+                    &name,
+                    &latest,
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                Pattern {
+                    enabled: Some(false),
+                    reference: Some(latest.clone()),
+                    ..Pattern::default()
+                },
             ),
             (Op::Set, Some(s)) => {
                 let value = if s.log.as_deref() == Some("debug") { "warn" } else { "debug" };
                 (
-                    ["plugin", "set", &name, &format!("LOCALVOL_LOG={value}")].map(str::to_owned).to_vec(),
+                    ["plugin", "set", &name, &format!("LOCALVOL_LOG={value}")]
+                        .map(str::to_owned)
+                        .to_vec(),
                     Pattern { log: Some(Some(value.to_owned())), ..keep(s) },
                 )
             }
@@ -330,9 +355,16 @@ impl CrashLoop {
             (Op::Upgrade, Some(s)) => {
                 let to = if s.reference == latest { &v2 } else { &latest };
                 (
-                    ["plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", &name, to]
-                        .map(str::to_owned)
-                        .to_vec(),
+                    [
+                        "plugin",
+                        "upgrade",
+                        "--grant-all-permissions",
+                        "--skip-remote-check",
+                        &name,
+                        to,
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
                     Pattern { reference: Some(to.clone()), ..keep(s) },
                 )
             }
@@ -351,7 +383,8 @@ impl CrashLoop {
         // One round in four lets the operation finish first: the kill then tests that an
         // acknowledged result survives, and the duration measured bounds later delays.
         let complete = self.rng.below(4) == 0;
-        let delay = Duration::from_millis(self.rng.below(estimate.as_millis() as u64 * 11 / 10 + 1));
+        let delay =
+            Duration::from_millis(self.rng.below(estimate.as_millis() as u64 * 11 / 10 + 1));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = Instant::now();
         let mut child = self
@@ -364,7 +397,11 @@ impl CrashLoop {
             if !status {
                 return Err(protocol(
                     &format!("docker {}", argv.join(" ")),
-                    format!("failed without a kill: {}\n{}", stderr_of(child), self.daemon.log_tail()),
+                    format!(
+                        "failed without a kill: {}\n{}",
+                        stderr_of(child),
+                        self.daemon.log_tail()
+                    ),
                 ));
             }
             true
@@ -386,8 +423,13 @@ impl CrashLoop {
         let kept = old == new;
         if !applied && (acknowledged || !kept) {
             return Err(protocol(
-                &format!("after a kill {delay:?} into {op:?} {name} (acknowledged: {acknowledged})"),
-                format!("before {old:?}, after {new:?}, expected {pattern:?}\n{}", self.daemon.log()),
+                &format!(
+                    "after a kill {delay:?} into {op:?} {name} (acknowledged: {acknowledged})"
+                ),
+                format!(
+                    "before {old:?}, after {new:?}, expected {pattern:?}\n{}",
+                    self.daemon.log()
+                ),
             ));
         }
         for (other, state) in &self.model {
@@ -399,7 +441,10 @@ impl CrashLoop {
             }
         }
         if let Some(extra) = observed.keys().find(|n| **n != name && !self.model.contains_key(*n)) {
-            return Err(protocol(&format!("after a kill into {op:?} {name}"), format!("{extra} appeared")));
+            return Err(protocol(
+                &format!("after a kill into {op:?} {name}"),
+                format!("{extra} appeared"),
+            ));
         }
         self.model = observed;
         self.summary.rounds += 1;
@@ -411,7 +456,14 @@ impl CrashLoop {
         }
         let gc_removed =
             if self.summary.rounds % GC_EVERY == 0 { Some(self.gc_check()?) } else { None };
-        Ok(Round { op, name, delay, acknowledged, applied: applied && (acknowledged || !kept), gc_removed })
+        Ok(Round {
+            op,
+            name,
+            delay,
+            acknowledged,
+            applied: applied && (acknowledged || !kept),
+            gc_removed,
+        })
     }
 
     /// The checks after a restart; returns the plugins as listed.
@@ -419,17 +471,26 @@ impl CrashLoop {
         let root = self.daemon.data_root.join("plugins");
         let leftovers = |dir: PathBuf| -> Vec<String> {
             std::fs::read_dir(&dir)
-                .map(|it| it.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|it| {
+                    it.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+                })
                 .unwrap_or_default()
         };
         let tmp = leftovers(root.join("tmp"));
         let ingest = leftovers(root.join("storage/ingest"));
         if !tmp.is_empty() || !ingest.is_empty() {
-            return Err(protocol("the staging directories after a restart", format!("tmp {tmp:?}, ingest {ingest:?}")));
+            return Err(protocol(
+                "the staging directories after a restart",
+                format!("tmp {tmp:?}, ingest {ingest:?}"),
+            ));
         }
-        let broken: Vec<String> = leftovers(root.clone()).into_iter().filter(|n| n.contains("-broken-")).collect();
+        let broken: Vec<String> =
+            leftovers(root.clone()).into_iter().filter(|n| n.contains("-broken-")).collect();
         if !broken.is_empty() {
-            return Err(protocol("the plugin store after a restart", format!("set aside as broken: {broken:?}\n{}", self.daemon.log())));
+            return Err(protocol(
+                "the plugin store after a restart",
+                format!("set aside as broken: {broken:?}\n{}", self.daemon.log()),
+            ));
         }
         let listed = self.api("/plugins")?;
         let mut observed = BTreeMap::new();
@@ -443,7 +504,10 @@ impl CrashLoop {
             let dir = root.join(&id);
             let size = std::fs::metadata(dir.join("rootfs/localvol")).map(|m| m.len()).unwrap_or(0);
             if size != self.binary_size || !dir.join("config.json").is_file() {
-                return Err(protocol(&format!("plugin {name} on disk"), format!("rootfs/localvol has {size} bytes of {}", self.binary_size)));
+                return Err(protocol(
+                    &format!("plugin {name} on disk"),
+                    format!("rootfs/localvol has {size} bytes of {}", self.binary_size),
+                ));
             }
             let log = inspected["Settings"]["Env"]
                 .as_array()
@@ -465,7 +529,9 @@ impl CrashLoop {
         let mut last = String::new();
         let settled = wait_until(SETTLE, || match self.containerd_view() {
             Ok((tasks, containers, shims)) => {
-                let ok = tasks == enabled && containers == enabled && shims == enabled.len()
+                let ok = tasks == enabled
+                    && containers == enabled
+                    && shims == enabled.len()
                     && enabled.iter().all(|id| self.plugin_answers(id));
                 last = format!("tasks {tasks:?}, containers {containers:?}, shims {shims}");
                 ok
@@ -493,7 +559,8 @@ impl CrashLoop {
     }
 
     fn plugin_answers(&self, id: &str) -> bool {
-        let socket = self.daemon.exec_root.join("plugins").join(id).join(crate::package::LOCALVOL_SOCKET);
+        let socket =
+            self.daemon.exec_root.join("plugins").join(id).join(crate::package::LOCALVOL_SOCKET);
         let req = Request { method: "POST", path: "/Plugin.Activate", headers: &[], body: b"" };
         http::unix(&socket, &req, Duration::from_secs(5)).is_ok_and(|r| r.status == 200)
     }
@@ -519,7 +586,8 @@ impl CrashLoop {
             let cols: Vec<&str> = line.split_whitespace().collect();
             if let [id, _pid, status, ..] = cols[..] {
                 // A task in any other state (stopped, created) is one without a plugin.
-                let shown = if status == "RUNNING" { id.to_owned() } else { format!("{id} ({status})") };
+                let shown =
+                    if status == "RUNNING" { id.to_owned() } else { format!("{id} ({status})") };
                 tasks.insert(shown);
             }
         }
@@ -560,16 +628,19 @@ impl CrashLoop {
     fn orphans(&self) -> Result<BTreeSet<String>, Error> {
         let root = self.daemon.data_root.join("plugins");
         let mut referenced = BTreeSet::new();
-        for e in std::fs::read_dir(&root).map_err(|e| Error::io("list the plugin root", e))?.flatten() {
+        for e in
+            std::fs::read_dir(&root).map_err(|e| Error::io("list the plugin root", e))?.flatten()
+        {
             let Ok(data) = std::fs::read(e.path().join("config.json")) else { continue };
-            let record: serde_json::Value =
-                serde_json::from_slice(&data).map_err(|e| protocol("a plugin record", e.to_string()))?;
+            let record: serde_json::Value = serde_json::from_slice(&data)
+                .map_err(|e| protocol("a plugin record", e.to_string()))?;
             for key in ["Config", "Manifest"] {
                 if let Some(d) = record[key].as_str() {
                     referenced.insert(d.to_owned());
                 }
             }
-            for d in record["Blobsums"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
+            for d in record["Blobsums"].as_array().into_iter().flatten().filter_map(|d| d.as_str())
+            {
                 referenced.insert(d.to_owned());
             }
         }
