@@ -22,6 +22,7 @@
 
 mod auth;
 mod bodies;
+mod challenge;
 mod config;
 mod context;
 mod filters;
@@ -40,6 +41,7 @@ pub use bodies::{
     activate_bodies, authz_bodies, graph_bodies, ipam_bodies, log_bodies, network_bodies,
     secrets_bodies, volume_bodies,
 };
+pub use challenge::registry_challenge;
 pub use config::plugin_config;
 pub use context::build_context;
 pub use filters::engine_query;
@@ -117,6 +119,11 @@ pub const TARGETS: &[Target] = &[
         name: "registry_manifest",
         about: "registry manifests, indexes and descriptors",
         run: registry_manifest,
+    },
+    Target {
+        name: "registry_challenge",
+        about: "registry replies: WWW-Authenticate challenges, platform choice in an index",
+        run: registry_challenge,
     },
     Target { name: "registry_auth", about: "the X-Registry-Auth header", run: registry_auth },
     Target {

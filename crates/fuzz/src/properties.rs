@@ -603,6 +603,7 @@ properties!(
     log_frames,
     build_context,
     registry_manifest,
+    registry_challenge,
     registry_auth,
     reference_name,
     engine_query,
