@@ -18,6 +18,7 @@
 //!           [--containerd SOCK] [--containerd-plugins-namespace plugins.dockplug]
 //!           [--insecure-registry HOST:PORT]... [--live-restore] [--log-level info]
 //!           [--socket-dir DIR]... [--spec-dir DIR]...
+//!           [--authorization-plugin NAME]... [--authorization-plugin-timeout SECONDS]
 //! ```
 //!
 //! Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start (bad flags, data root
