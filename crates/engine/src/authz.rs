@@ -81,10 +81,8 @@ impl Middleware for AuthzMiddleware {
                 request_headers: headers(&parts.headers),
                 ..AuthzRequest::default()
             };
-            let body = if send_body(parts.uri.path(), content_type)
-                && length > 0
-                && length < MAX_BODY_SIZE
-            {
+            let path = parts.uri.path().to_owned();
+            let body = if send_body(&path, content_type) && length > 0 && length < MAX_BODY_SIZE {
                 let idle = std::time::Duration::from_secs(60);
                 match body.collect(MAX_BODY_SIZE as usize, idle).await {
                     Ok(bytes) => {
@@ -112,7 +110,7 @@ impl Middleware for AuthzMiddleware {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| send_body("", Some(ct)));
-            if json_reply && !authz.request_uri.ends_with("/auth") {
+            if json_reply && !path.ends_with("/auth") {
                 if let Some(full) = reply.body().as_full() {
                     if full.len() <= MAX_RESPONSE_BODY {
                         authz.response_body = full.to_vec();
