@@ -319,7 +319,14 @@ fn load_one(dir: &Path, id: &str) -> Result<(Record, i64), String> {
     if reference::normalize(&record.plugin.name).as_deref() != Ok(record.plugin.name.as_str()) {
         return Err(format!("invalid plugin name {:?}", record.plugin.name));
     }
-    if !dir.join("rootfs").is_dir() {
+    // An upgrade killed between its two renames (`rootfs` to `rootfs-old`, the staged tree
+    // to `rootfs`) left only the old tree, which the record still describes: put it back.
+    let (rootfs, old) = (dir.join("rootfs"), dir.join("rootfs-old"));
+    if !rootfs.is_dir() && old.is_dir() {
+        fs::rename(&old, &rootfs).map_err(|e| format!("cannot restore {}: {e}", old.display()))?;
+        tracing::warn!(plugin = id, "restored the rootfs of an interrupted upgrade");
+    }
+    if !rootfs.is_dir() {
         return Err("missing rootfs".to_owned());
     }
     let refs = match fs::read_to_string(dir.join("refcount")) {

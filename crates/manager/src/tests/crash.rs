@@ -210,3 +210,20 @@ async fn process_killed_at_each_step_leaves_a_loadable_store() {
         }
     }
 }
+
+/// `upgrade` swaps the rootfs with two renames (`rootfs` to `rootfs-old`, the staged tree to
+/// `rootfs`); a crash between them leaves only `rootfs-old`. The plugin was acknowledged
+/// before the upgrade began, so it must load with its old tree, not be set aside as broken.
+#[tokio::test]
+async fn crash_between_the_upgrade_renames_keeps_the_plugin() {
+    let f = Fixture::new().await;
+    let up = f.create("up").await;
+    let dir = f.root().join(&up.id);
+    let marker = std::fs::read_dir(dir.join("rootfs")).unwrap().count();
+    std::fs::rename(dir.join("rootfs"), dir.join("rootfs-old")).unwrap();
+    let m = f.restart(TestExecutor::new()).await;
+    assert_eq!(names(&m.list(&PluginListFilter::all())), ["up:latest"]);
+    assert_eq!(std::fs::read_dir(dir.join("rootfs")).unwrap().count(), marker);
+    assert!(!dir.join("rootfs-old").exists());
+    assert_no_debris(&f.root(), "upgrade:between_renames");
+}
