@@ -403,3 +403,48 @@ async fn a_known_volume_whose_driver_cannot_be_asked_keeps_its_name() {
     let store = crate::volume::VolumeStore::open(state.path()).unwrap();
     assert!(store.get("kept").is_some(), "the record is kept");
 }
+
+/// Allows requests; denies every reply, or fails every call when `fail`.
+#[derive(Default, Clone)]
+struct DenyReplies {
+    fail: bool,
+}
+
+impl Authz for DenyReplies {
+    async fn authz_request(&self, _: Request) -> PluginResult<Response> {
+        if self.fail {
+            return Err(PluginError::new("boom"));
+        }
+        Ok(Response::allow())
+    }
+    async fn authz_response(&self, _: Request) -> PluginResult<Response> {
+        Ok(Response::deny("reply hidden"))
+    }
+}
+
+#[tokio::test]
+async fn the_chain_asks_in_order_stops_at_the_first_denial_and_fails_closed_on_errors() {
+    let mut p = Plugins::new();
+    p.serve("z", Plugin::builder().authz(NoDelete::default()).build()).await;
+    p.serve("r", Plugin::builder().authz(DenyReplies::default()).build()).await;
+    p.serve("e", Plugin::builder().authz(DenyReplies { fail: true }).build()).await;
+    let getter = Getter::new(FakeManaged(not_found), Some(p.registry()));
+    let chain =
+        AuthzChain::new(getter.clone(), ["z".to_owned(), "r".to_owned()], AuthzConfig::default());
+    let get = Request { request_method: "GET".into(), ..Request::default() };
+    chain.authorize_request(&get).await.unwrap();
+    let err = chain.authorize_response(&get).await.unwrap_err();
+    assert_eq!(err.to_string(), "authorization denied by plugin r: reply hidden");
+    let del = Request { request_method: "DELETE".into(), ..Request::default() };
+    let err = chain.authorize_request(&del).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "authorization denied by plugin z: no deletes",
+        "the first denial wins"
+    );
+
+    let chain = AuthzChain::new(getter, ["e".to_owned(), "z".to_owned()], AuthzConfig::default());
+    let err = chain.authorize_request(&get).await.unwrap_err();
+    assert_eq!(err.to_string(), "plugin e failed with error: AuthZPlugin.AuthZReq: boom");
+    assert_eq!(err.http_status(), 500);
+}
