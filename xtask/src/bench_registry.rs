@@ -16,7 +16,7 @@ use dockplug_testkit::{
 };
 
 use crate::bench_all::{Figure, Goal};
-use crate::setup;
+use crate::{managed, setup};
 
 const ROUNDS: usize = 7;
 
@@ -93,31 +93,12 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
 
 fn measure(rounds: usize) -> Result<Vec<Figure>> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
-    setup::step(
-        "build dockplugd and localvol",
-        &[
-            "build",
-            "--quiet",
-            "--profile",
-            "release",
-            "-p",
-            "dockplug-daemon",
-            "--bin",
-            "dockplugd",
-            "-p",
-            "dockplug-localvol",
-            "--bin",
-            "localvol",
-        ],
-        &[],
-    )?;
-    let out = setup::profile_dir("release");
     let tmp = dockplug_testkit::temp_dir("dpr")?;
-    let plugin = dockplug_testkit::package::localvol_plugin(
-        &out.join("localvol"),
-        &tmp.path().join("plugin"),
-    )
-    .context("package localvol as a v2 plugin")?;
+    let (plugin, out) = managed::build_with_localvol(
+        "release",
+        &["-p", "dockplug-daemon", "--bin", "dockplugd"],
+        tmp.path(),
+    )?;
     let scratch = tmp.path().join("variants");
     let containerd = Containerd::start()?;
     let registry = Registry::plain()?;

@@ -16,29 +16,26 @@ use crate::setup;
 /// the test suite's build; `release` for the benchmark) and packages localvol as a v2 plugin
 /// directory in `dir`; returns (plugin dir, example binary).
 pub fn build(dir: &Path, profile: &str) -> Result<(PathBuf, PathBuf)> {
-    setup::step(
-        "build localvol and the managed example",
-        &[
-            "build",
-            "--quiet",
-            "--profile",
-            profile,
-            "-p",
-            "dockplug-localvol",
-            "--bin",
-            "localvol",
-            "-p",
-            "dockplug-containerd",
-            "--example",
-            "managed",
-        ],
-        &[],
-    )?;
+    let what = ["-p", "dockplug-containerd", "--example", "managed"];
+    let (plugin, out) = build_with_localvol(profile, &what, dir)?;
+    Ok((plugin, out.join("examples").join("managed")))
+}
+
+/// Builds localvol and `also` (cargo selection arguments, e.g. `["-p", "dockplug-daemon",
+/// "--bin", "dockplugd"]`) in `profile`, and packages localvol as a v2 plugin directory in
+/// `dir/plugin`; returns (plugin dir, the profile's output directory).
+pub fn build_with_localvol(profile: &str, also: &[&str], dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let mut args = vec!["build", "--quiet", "--profile", profile];
+    args.extend(["-p", "dockplug-localvol", "--bin", "localvol"]);
+    args.extend(also);
+    let targets: Vec<&str> =
+        also.windows(2).filter(|w| w[0] == "--bin" || w[0] == "--example").map(|w| w[1]).collect();
+    setup::step(&format!("build localvol and {} ({profile})", targets.join(", ")), &args, &[])?;
     let out = setup::profile_dir(profile);
     let plugin =
         dockplug_testkit::package::localvol_plugin(&out.join("localvol"), &dir.join("plugin"))
             .context("package localvol as a v2 plugin")?;
-    Ok((plugin, out.join("examples").join("managed")))
+    Ok((plugin, out))
 }
 
 /// Runs the `managed` example with `args`; prints its output and returns its
