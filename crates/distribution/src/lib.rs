@@ -16,8 +16,8 @@
 //! memory and never read past their descriptor's size; redirects are bounded and never carry
 //! credentials to another host. Errors are typed ([`DistributionError`]).
 //!
-//! [`RegistryClient`] implements the manager's [`Distribution`](dockplug_manager::Distribution)
-//! seam, so `Manager::pull`, `push`, `upgrade` and remote `privileges` drive it.
+//! [`RegistryClient`] implements the manager's [`Distribution`] seam, so `Manager::pull`,
+//! `push`, `upgrade` and `remote_privileges` drive it.
 //!
 //! **Architecture invariant:** depends on `dockplug-protocol` (wire types), the manager's
 //! public seam (`Distribution`, `BlobStore`) and our HTTP stack (hyper 1, rustls on ring);

@@ -16,7 +16,7 @@
 //! Engine API objects ([`Plugin`], its settings, [`PluginPrivilege`]), interface types and
 //! capabilities ([`interface`]), the list filters ([`filters`]), the progress stream
 //! ([`progress`]), the `X-Registry-Auth` header ([`auth`]), Docker reference names
-//! ([`reference`]), the registry manifest ([`registry`]), the `/events` messages
+//! ([`reference`](mod@reference)), the registry manifest ([`registry`]), the `/events` messages
 //! ([`events`]) and the small print of the Engine API routes ([`engine`]). These are read
 //! and written the way dockerd's Go code does ([`gojson`]): keys matched case-insensitively,
 //! `null` read as the zero value, unknown keys dropped, and output byte for byte what dockerd
