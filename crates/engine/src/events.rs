@@ -117,7 +117,8 @@ impl EventFilter {
         Self { filters }
     }
 
-    /// Go's `ExactMatch`: no values for `key` matches everything.
+    /// Go's `ExactMatch`: no values for `key` matches everything. (Go also requires the
+    /// value's flag to be `true` in the `{"k":{"v":true}}` form; clients only send `true`.)
     fn exact(&self, key: &str, source: &str) -> bool {
         let values = self.filters.get(key);
         values.is_empty() || values.contains(&source)
