@@ -221,12 +221,7 @@ impl Reference {
         if domain.len() + 1 + path.len() > NAME_TOTAL_MAX {
             return Err(invalid("repository name must not be more than 255 characters"));
         }
-        Ok(Self {
-            domain: domain.to_owned(),
-            path,
-            tag: tag.map(str::to_owned),
-            digest,
-        })
+        Ok(Self { domain: domain.to_owned(), path, tag: tag.map(str::to_owned), digest })
     }
 
     /// Adds the `latest` tag when there is neither tag nor digest (Moby's `TagNameOnly`).
