@@ -4,13 +4,12 @@
 //! plugins enabled. Prints the ratios; not part of `ci`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use dockplug_testkit::{rss_kib, Containerd, Dockerd, DockerdOptions};
 
-use crate::bench_all::{Figure, Goal};
+use crate::bench_all::{median, Figure, Goal};
 use crate::{managed, setup};
 
 const ROUNDS: usize = 7;
@@ -69,7 +68,7 @@ fn measure(rounds: usize) -> Result<Measured> {
         &[&containerd.socket, Path::new("--plugin"), &plugin, Path::new("--work"), &work],
     )?;
     let ours_enable =
-        median(ours.iter().filter(|(k, _)| k == "enable_ms").map(|(_, v)| *v).collect());
+        median(&ours.iter().filter(|(k, _)| k == "enable_ms").map(|(_, v)| *v).collect::<Vec<_>>());
     let ours_rss = ours.iter().find(|(k, _)| k == "rss_kib").map(|(_, v)| *v).unwrap_or(f64::NAN);
 
     // dockerd on the same containerd, same plugin directory.
@@ -80,7 +79,7 @@ fn measure(rounds: usize) -> Result<Measured> {
         log_level: "warn".to_owned(),
     };
     let dockerd = Dockerd::start_with(&tmp.path().join("dkd"), &options)?;
-    let context = tar(&plugin, None)?;
+    let context = managed::plugin_context(&plugin, None)?;
     let mut docker_enable = Vec::new();
     for round in 0..rounds {
         let name = format!("bench{round}:latest");
@@ -93,7 +92,7 @@ fn measure(rounds: usize) -> Result<Measured> {
         dockerd.ok("POST", &format!("/plugins/{name}/disable"), b"", "text/plain")?;
         dockerd.ok("DELETE", &format!("/plugins/{name}"), b"", "text/plain")?;
     }
-    let docker_enable = median(docker_enable);
+    let docker_enable = median(&docker_enable);
     for i in 0..FLEET {
         let name = format!("fleet{i}:latest");
         // dockerd refuses a second plugin whose rootfs layer it already stores ("content
@@ -101,7 +100,7 @@ fn measure(rounds: usize) -> Result<Measured> {
         let extra = tmp.path().join("fleet").join(i.to_string());
         std::fs::create_dir_all(extra.join("rootfs"))?;
         std::fs::write(extra.join("rootfs").join("fleet-id"), i.to_string())?;
-        let context = tar(&plugin, Some(&extra))?;
+        let context = managed::plugin_context(&plugin, Some((&extra, "rootfs/fleet-id")))?;
         dockerd.ok("POST", &format!("/plugins/create?name={name}"), &context, TAR)?;
         dockerd.ok("POST", &format!("/plugins/{name}/enable?timeout=0"), b"", "text/plain")?;
     }
@@ -131,24 +130,4 @@ fn print(m: &Measured) {
         docker_rss / 1024.0,
         ours_rss / docker_rss
     );
-}
-
-/// A build context of the plugin directory (`config.json` + `rootfs/`), plus
-/// `extra/rootfs/fleet-id` when given.
-fn tar(plugin: &Path, extra: Option<&Path>) -> Result<Vec<u8>> {
-    let mut cmd = Command::new("tar");
-    cmd.arg("-C").arg(plugin).args(["-cf", "-", "config.json", "rootfs"]);
-    if let Some(extra) = extra {
-        cmd.arg("-C").arg(extra).arg("rootfs/fleet-id");
-    }
-    let out = cmd.output().context("run tar")?;
-    if !out.status.success() {
-        bail!("tar of {} failed", plugin.display());
-    }
-    Ok(out.stdout)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

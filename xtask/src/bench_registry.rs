@@ -6,16 +6,15 @@
 //! part of `ci`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use dockplug_testkit::http::Response;
 use dockplug_testkit::{
     Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry,
 };
 
-use crate::bench_all::{Figure, Goal};
+use crate::bench_all::{median, Figure, Goal};
 use crate::{managed, setup};
 
 const ROUNDS: usize = 7;
@@ -55,24 +54,7 @@ fn context(plugin: &Path, scratch: &Path, id: &str) -> Result<Vec<u8>> {
     let extra = scratch.join(id);
     std::fs::create_dir_all(extra.join("rootfs"))?;
     std::fs::write(extra.join("rootfs").join("bench-id"), id)?;
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(plugin)
-        .args(["-cf", "-", "config.json", "rootfs"])
-        .arg("-C")
-        .arg(&extra)
-        .arg("rootfs/bench-id")
-        .output()
-        .context("run tar")?;
-    if !out.status.success() {
-        bail!("tar of {} failed", plugin.display());
-    }
-    Ok(out.stdout)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    managed::plugin_context(plugin, Some((&extra, "rootfs/bench-id")))
 }
 
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
@@ -186,7 +168,13 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     for (what, target) in [("install", "<= 0.25"), ("pull", ""), ("push", "<= 0.5")] {
         let of = |who: &str| {
-            median(results.iter().filter(|r| r.0 == who && r.1 == what).map(|r| r.2).collect())
+            median(
+                &results
+                    .iter()
+                    .filter(|r| r.0 == who && r.1 == what)
+                    .map(|r| r.2)
+                    .collect::<Vec<_>>(),
+            )
         };
         let (o, t) = (of("dockplug"), of("dockerd"));
         let goal = if target.is_empty() { String::new() } else { format!(" (target {target})") };

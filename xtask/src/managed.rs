@@ -60,3 +60,19 @@ pub fn run(example: &Path, args: &[&str], paths: &[&Path]) -> Result<Vec<(String
         })
         .collect())
 }
+
+/// The plugin directory as a build context (a tar of `config.json` and `rootfs/`), plus
+/// `extra_dir/<file>` when `extra` is `(extra_dir, file)`: a one-file difference, because
+/// dockerd refuses a second plugin whose rootfs layer it already stores.
+pub fn plugin_context(plugin: &Path, extra: Option<(&Path, &str)>) -> Result<Vec<u8>> {
+    let mut cmd = Command::new("tar");
+    cmd.arg("-C").arg(plugin).args(["-cf", "-", "config.json", "rootfs"]);
+    if let Some((dir, file)) = extra {
+        cmd.arg("-C").arg(dir).arg(file);
+    }
+    let out = cmd.output().context("run tar")?;
+    if !out.status.success() {
+        bail!("tar of {} failed", plugin.display());
+    }
+    Ok(out.stdout)
+}
