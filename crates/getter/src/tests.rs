@@ -302,7 +302,8 @@ async fn a_volume_gone_from_its_driver_is_dropped_at_restore() {
     vs.create("b", "mem", None, None).await.unwrap();
     drop(vs);
     mem.volumes.lock().unwrap().remove("a");
-    let _vs = service(&p, state.path()).await;
+    let vs = service(&p, state.path()).await;
+    vs.restored().await;
     let store = crate::volume::VolumeStore::open(state.path()).unwrap();
     assert_eq!(store.all().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["b"]);
 }

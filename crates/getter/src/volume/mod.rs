@@ -191,12 +191,17 @@ struct Inner {
     /// and last known mount point, as the last create, get, mount or unmount left them. A
     /// create of a known volume answers with these, as dockerd does.
     cached: Mutex<HashMap<String, (String, String)>>,
+    /// Set once the restore has gone through every known volume.
+    restored: tokio::sync::watch::Sender<bool>,
 }
 
 impl VolumeService {
-    /// Opens the service with its store in `dir` (Moby: `<data-root>/volumes`) and restores
-    /// driver references: a volume whose driver no longer has it is dropped; a volume on a v2
-    /// driver whose reference was not recorded against the plugin's current ID takes one.
+    /// Opens the service with its store in `dir` (Moby: `<data-root>/volumes`) and starts
+    /// restoring driver references in the background (the API need not wait for drivers
+    /// that are still coming back; [`VolumeService::restored`] waits for it): a volume whose
+    /// driver no longer has it is dropped; a volume on a v2 driver whose reference was not
+    /// recorded against the plugin's current ID takes one; a volume whose driver cannot be
+    /// asked is kept as it is. Needs a tokio runtime.
     ///
     /// # Errors
     /// [`VolumeError::Store`] when the store cannot be opened.
@@ -214,9 +219,11 @@ impl VolumeService {
                 locks: Mutex::default(),
                 v1_drivers: Mutex::default(),
                 cached: Mutex::default(),
+                restored: tokio::sync::watch::Sender::new(false),
             }),
         };
-        service.restore().await;
+        let s = service.clone();
+        tokio::spawn(async move { s.restore().await });
         Ok(service)
     }
 
@@ -276,48 +283,65 @@ impl VolumeService {
         }
     }
 
+    /// Moby's `restore`, one volume at a time per name (under its lock), several at once.
     async fn restore(&self) {
         let records: Vec<VolumeRecord> = self.store().all().cloned().collect();
-        for mut r in records {
-            let driver = match self.inner.getter.lookup(&r.driver, CAPABILITY).await {
-                Ok(p) => self.driver(p),
-                Err(e) => {
-                    tracing::warn!(volume = %r.name, driver = %r.driver, error = %e,
-                        "volume driver not available at restore; keeping the volume");
-                    continue;
+        futures_util::stream::iter(records)
+            .for_each_concurrent(LIST_PARALLELISM, |r| async move {
+                let _guard = self.lock(&r.name).await;
+                // Still ours (a remove may have come first)?
+                if self.record(&r.name).as_ref() == Some(&r) {
+                    self.restore_one(r).await;
                 }
-            };
-            match driver.get(&r.name).await {
-                Err(e) if e.is_communication() => {
-                    tracing::warn!(volume = %r.name, driver = %r.driver, error = %e,
-                        "error restoring volume; keeping it");
-                    continue;
-                }
-                Ok(Some(v)) => {
-                    self.remember(&r.name, &created_at(&v), &driver.scoped(&v.mountpoint))
-                }
-                Ok(None) | Err(_) => {
-                    tracing::info!(volume = %r.name, driver = %r.driver,
-                        "volume no longer in its driver; dropping it");
-                    let _ = self.purge(&r.name).await;
-                    continue;
-                }
+            })
+            .await;
+        self.inner.restored.send_replace(true);
+    }
+
+    async fn restore_one(&self, mut r: VolumeRecord) {
+        let driver = match self.inner.getter.lookup(&r.driver, CAPABILITY).await {
+            Ok(p) => self.driver(p),
+            Err(e) => {
+                tracing::warn!(volume = %r.name, driver = %r.driver, error = %e,
+                    "volume driver not available at restore; keeping the volume");
+                return;
             }
-            let current = driver.plugin().id().map(str::to_owned);
-            if current.is_some() && current != r.plugin_id {
-                match self.inner.getter.acquire(&r.driver, CAPABILITY).await {
-                    Ok(_) => {
-                        r.plugin_id = current;
-                        if let Err(e) = self.store().put(r.clone()) {
-                            tracing::error!(volume = %r.name, error = %e, "cannot record the driver reference");
-                        }
+        };
+        match driver.get(&r.name).await {
+            Err(e) if e.is_communication() => {
+                tracing::warn!(volume = %r.name, driver = %r.driver, error = %e,
+                    "error restoring volume; keeping it");
+                return;
+            }
+            Ok(Some(v)) => self.remember(&r.name, &created_at(&v), &driver.scoped(&v.mountpoint)),
+            Ok(None) | Err(_) => {
+                tracing::info!(volume = %r.name, driver = %r.driver,
+                    "volume no longer in its driver; dropping it");
+                let _ = self.purge(&r.name).await;
+                return;
+            }
+        }
+        let current = driver.plugin().id().map(str::to_owned);
+        if current.is_some() && current != r.plugin_id {
+            match self.inner.getter.acquire(&r.driver, CAPABILITY).await {
+                Ok(_) => {
+                    r.plugin_id = current;
+                    if let Err(e) = self.store().put(r.clone()) {
+                        tracing::error!(volume = %r.name, error = %e, "cannot record the driver reference");
                     }
-                    Err(e) => {
-                        tracing::warn!(volume = %r.name, error = %e, "cannot take a driver reference")
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %r.name, error = %e, "cannot take a driver reference")
                 }
             }
         }
+    }
+
+    /// Waits until the restore that [`VolumeService::open`] started has gone through every
+    /// known volume.
+    pub async fn restored(&self) {
+        let mut rx = self.inner.restored.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// Drops a volume from the store and releases its driver reference.
