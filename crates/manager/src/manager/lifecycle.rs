@@ -19,6 +19,10 @@ use crate::{fsutil, spec};
 /// (executors close it before they report the exit; this bounds one that does not).
 const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a plugin that failed to start (its socket never answered) gets between
+/// `SIGTERM` and `SIGKILL`, and again after it.
+const START_FAILURE_GRACE: Duration = Duration::from_secs(1);
+
 impl<E: Executor> Manager<E> {
     /// Enables a plugin: generates its runtime spec, starts it through the executor, and
     /// waits until its socket accepts connections. `timeout` bounds that wait (and becomes
@@ -139,7 +143,10 @@ impl<E: Executor> Manager<E> {
                 Ok(())
             }
             Err(e) => {
-                self.stop(entry).await;
+                // It never served anyone: a short grace, so the caller's error comes within
+                // its deadline (Moby waits its full 10 s here, past the timeout it was given).
+                self.stop_within(entry, START_FAILURE_GRACE.min(self.inner.config.stop_timeout))
+                    .await;
                 if let Err(save) = entry.set_enabled(false) {
                     tracing::warn!(plugin = %name, error = %save, "failed to save plugin state");
                 }
@@ -150,12 +157,16 @@ impl<E: Executor> Manager<E> {
 
     /// Stops a plugin: `SIGTERM`, wait, `SIGKILL`, wait (Moby's shutdown of one plugin).
     pub(super) async fn stop(&self, entry: &Entry) {
+        self.stop_within(entry, self.inner.config.stop_timeout).await;
+    }
+
+    /// `stop`, with `timeout` for each of its two waits.
+    async fn stop_within(&self, entry: &Entry, timeout: Duration) {
         let mut exits = entry.watch_exits();
         if !entry.stopping() {
             return;
         }
         let id = entry.id();
-        let timeout = self.inner.config.stop_timeout;
         match self.inner.executor.is_running(id).await {
             Ok(false) | Err(_) => {
                 entry.stopped();
