@@ -64,7 +64,14 @@ fn push_then_install_back_with_every_install_flag() {
     d.docker_ok(&["plugin", "rm", &next]);
     let id = d.docker_ok(&["plugin", "inspect", "-f", "{{.Id}}", &remote]);
     d.docker_ok(&["plugin", "disable", &remote]);
-    let out = d.docker_ok(&["plugin", "upgrade", "--grant-all-permissions", &remote, &next]);
+    let out = d.docker_ok(&[
+        "plugin",
+        "upgrade",
+        "--grant-all-permissions",
+        "--skip-remote-check",
+        &remote,
+        &next,
+    ]);
     assert!(out.contains("Upgraded plugin"), "{out}");
     let after = d.docker_ok(&[
         "plugin",
