@@ -16,7 +16,7 @@ use dockplug_testkit::{
     rss_kib, wait_until, Containerd, Dockerd, DockerdOptions, Dockplugd, DockplugdOptions, Registry,
 };
 
-use crate::bench_all::{Figure, Goal};
+use crate::bench_all::{median, Figure, Goal};
 use crate::{managed, setup};
 
 const ROUNDS: usize = 5;
@@ -326,15 +326,5 @@ impl Table {
             let (a, b) = (median(ours), median(theirs));
             println!("| {metric} | {a:.1} | {b:.1} | {:.2}x |", a / b);
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
