@@ -186,7 +186,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         println!("xtask bench-all: section {name} ({:.0?} so far)", started.elapsed());
         match section(quick) {
-            Ok(f) => figures.extend(f),
+            Ok(f) => {
+                // Each section's table as it ends, so a long run shows figures early.
+                println!();
+                table(&f);
+                figures.extend(f);
+            }
             Err(e) => {
                 eprintln!("xtask bench-all: section {name} failed: {e:#}");
                 failed.push(name);
