@@ -8,6 +8,7 @@ mod daemon;
 mod daemon_plugins;
 mod distribution;
 mod dockerd_localvol;
+mod hostile;
 mod layering;
 mod registry_kit;
 mod sdk;
