@@ -57,7 +57,6 @@ pub struct Dockplugd {
     inner: dockplug_testkit::Dockplugd,
     /// Everything of this instance (short: plugin sockets live under the exec root).
     pub dir: tempfile::TempDir,
-    args: Vec<OsString>,
 }
 
 impl std::ops::Deref for Dockplugd {
@@ -92,24 +91,7 @@ impl Dockplugd {
         options.args = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let inner = dockplug_testkit::Dockplugd::start(dir.path(), &options)
             .unwrap_or_else(|e| panic!("dockplugd did not start: {e}"));
-        Dockplugd { inner, dir, args: args.to_vec() }
-    }
-
-    /// The command line of this instance (its paths, then the arguments it was started
-    /// with), to start it by hand with more.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.arg("--host")
-            .arg(&self.host)
-            .arg("--data-root")
-            .arg(&self.data_root)
-            .arg("--exec-root")
-            .arg(&self.exec_root)
-            .arg("--pidfile")
-            .arg(&self.pidfile)
-            .args(&self.args)
-            .env("PATH", dockplug_testkit::DAEMON_PATH);
-        cmd
+        Dockplugd { inner, dir }
     }
 
     /// The PID of the running daemon.
