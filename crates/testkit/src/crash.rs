@@ -411,6 +411,11 @@ impl CrashLoop {
             matches!(child.try_wait(), Ok(Some(s)) if s.success())
         };
         let delay = started.elapsed();
+        if acknowledged && !complete {
+            // Done before the kill point: aim earlier next time.
+            let e = self.estimate.entry(op).or_insert(estimate);
+            *e = *e * 3 / 4;
+        }
         self.daemon.kill();
         let exited_ok = wait_child(&mut child, CLI_EXIT)?;
         // A CLI that exits 0 after the kill got its success reply before it: acknowledged.
