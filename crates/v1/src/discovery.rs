@@ -482,7 +482,7 @@ fn entries(dir: &Path) -> Result<Vec<Entry>, DiscoveryError> {
     let mut out = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|source| DiscoveryError::Io { path: dir.to_owned(), source })?;
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let Ok(file_name) = entry.file_name().into_string() else { continue };
         // Linux fills the type from the listing (d_type); elsewhere this is one lstat.
         // An entry whose type cannot be read is followed like a link (one stat).
         let kind = entry.file_type().map(Kind::of).unwrap_or(Kind::Link);
