@@ -421,7 +421,14 @@ impl CrashLoop {
         // A CLI that exits 0 after the kill got its success reply before it: acknowledged.
         let acknowledged = acknowledged || exited_ok;
         self.daemon.restart()?;
-        let observed = self.check()?;
+        let observed = self.check().map_err(|e| {
+            protocol(
+                &format!(
+                    "after a kill {delay:?} into {op:?} {name} (acknowledged: {acknowledged})"
+                ),
+                e.to_string(),
+            )
+        })?;
         let old = self.model.get(&name).cloned();
         let new = observed.get(&name).cloned();
         let applied = pattern.matches(new.as_ref());
