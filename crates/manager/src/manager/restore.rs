@@ -44,6 +44,15 @@ impl<E: Executor> Manager<E> {
         let name = plugin.name.clone();
         migrate_propagated_mount(op.dir(), &plugin);
         if !plugin.enabled {
+            // A crash during enable (before `Enabled` was saved) or disable (after) leaves a
+            // container, or even a running task, of a plugin recorded disabled: remove it.
+            match self.inner.executor.restore(op.id(), self.plugin_log(op.id()).stdio()).await {
+                Ok(true) => self.stop(&op).await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "cannot clean up a disabled plugin")
+                }
+            }
             return;
         }
         let alive =
