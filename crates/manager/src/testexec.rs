@@ -27,6 +27,8 @@ pub(crate) struct State {
     pub fail_create: HashSet<String>,
     /// Fail every create.
     pub fail_all_creates: bool,
+    /// Fail this many creates, then succeed.
+    pub fail_next_creates: u32,
     /// IDs that never open their socket.
     pub no_socket: HashSet<String>,
     /// IDs that ignore SIGTERM.
@@ -142,6 +144,10 @@ impl Executor for TestExecutor {
             let mut st = self.state();
             st.specs.push((id.to_owned(), spec.clone()));
             if st.fail_all_creates || st.fail_create.contains(id) {
+                return Err(ExecutorError::backend(id, "create", "injected create failure"));
+            }
+            if st.fail_next_creates > 0 {
+                st.fail_next_creates -= 1;
                 return Err(ExecutorError::backend(id, "create", "injected create failure"));
             }
         }

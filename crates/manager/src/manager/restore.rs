@@ -11,6 +11,9 @@ use crate::executor::Executor;
 use crate::fsutil;
 use crate::store::Entry;
 
+/// Further attempts to start a plugin whose first start at restore failed.
+const RESTORE_RETRIES: u32 = 3;
+
 impl<E: Executor> Manager<E> {
     /// Restores every plugin in a task of its own; returns once each task holds its plugin's
     /// lock (so no operation overtakes a restore), or once all are done when `wait`.
@@ -76,8 +79,19 @@ impl<E: Executor> Manager<E> {
         if alive {
             self.stop(&op).await;
         }
-        if let Err(e) = self.start(&op, true, None).await {
-            tracing::error!(plugin = %name, error = %e, "failed to enable plugin");
+        // A start can fail once at restore where the killed daemon left a task half torn
+        // down (its shim still exiting): try again a few times at the restart policy's
+        // delays before leaving the plugin stopped (Moby's `reload` tries once).
+        for attempt in 0..=RESTORE_RETRIES {
+            match self.start(&op, true, None).await {
+                Ok(()) => return,
+                Err(e) if attempt < RESTORE_RETRIES => {
+                    let delay = self.inner.config.restart.delay(attempt);
+                    tracing::warn!(plugin = %name, error = %e, ?delay, "failed to enable plugin; trying again");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => tracing::error!(plugin = %name, error = %e, "failed to enable plugin"),
+            }
         }
     }
 }

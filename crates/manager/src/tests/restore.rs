@@ -76,6 +76,22 @@ async fn the_builder_sets_the_daemon_event_sink() {
     assert_eq!(*seen.lock().unwrap(), [("create", "vol:latest".to_owned())]);
 }
 
+/// A start that fails at restore (a task the killed daemon left half torn down) is tried
+/// again; before, the plugin stayed shown enabled and never ran.
+#[tokio::test]
+async fn a_start_that_fails_at_restore_is_tried_again() {
+    let f = Fixture::new().await;
+    let p = f.create("vol").await;
+    f.m.enable("vol", None).await.unwrap();
+    let exec = TestExecutor::new();
+    exec.state().fail_next_creates = 2;
+    let m = Manager::new(Fixture::config(f.tmp.path()), exec.clone()).await.unwrap();
+    assert_eq!(m.state("vol").unwrap(), RunState::Running);
+    let specs = exec.state().specs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    assert_eq!(specs, vec![p.id.clone(); 3], "two failed starts, then one that ran");
+    m.shutdown().await;
+}
+
 #[tokio::test]
 async fn plugin_already_running_on_startup() {
     for live_restore in [false, true] {
