@@ -13,13 +13,15 @@ pub fn reference_name(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(r) = Reference::parse(text) {
         let shown = r.to_string();
-        let again = Reference::parse(&shown).expect("a printed reference parses");
         let first = shown.split('/').next().unwrap_or_default();
         let looks_like_domain = shown.contains('/')
             && (first.contains(['.', ':'])
                 || first == "localhost"
                 || first.chars().any(|c| c.is_ascii_uppercase()));
+        // Moby's ambiguity: the familiar form of `docker.io/a.b_c/x` reads `a.b_c` as a
+        // domain (another one, or an invalid one). Anything else must read back as itself.
         if !(r.domain() == "docker.io" && looks_like_domain) {
+            let again = Reference::parse(&shown).expect("a printed reference parses");
             assert_eq!(again, r, "{text:?} printed as {shown:?} does not parse back");
         }
         let mut full = r.name();
@@ -35,8 +37,13 @@ pub fn reference_name(data: &[u8]) {
         let _ = r.clone().with_default_tag();
     }
     let Ok(normal) = reference::normalize(text) else { return };
-    let again = reference::normalize(&normal).expect("a normalised name is valid");
-    assert_eq!(again, normal, "normalisation of {text:?} is not idempotent");
     let last = normal.rsplit('/').next().unwrap_or_default();
     assert!(last.contains(':'), "normalised name {normal:?} has no tag");
+    let first = normal.split('/').next().unwrap_or_default();
+    let ambiguous = normal.contains('/') && first.contains(['.', ':']);
+    match reference::normalize(&normal) {
+        Ok(again) => assert_eq!(again, normal, "normalisation of {text:?} is not idempotent"),
+        // The same ambiguity, in the familiar name a plugin is stored under.
+        Err(e) => assert!(ambiguous, "normalised {text:?} to {normal:?}, which is refused: {e}"),
+    }
 }

@@ -48,3 +48,10 @@ fn the_harness_has_one_binary_per_target() {
         );
     }
 }
+
+/// `docker.io/libr.aryl1v-…/fsoo` (found by libFuzzer in `reference_name`): a docker.io path
+/// whose first component holds a `.`.
+#[test]
+fn a_docker_io_path_whose_first_component_has_a_dot() {
+    crate::reference_name(b"docker.io/libr.aryl1v-rs_d_sh-0.8rc.0v-r_d_shgbra.r_r_ha255d_shg/fsoo");
+}
