@@ -319,17 +319,39 @@ pub(crate) fn extract(
     result
 }
 
+/// A tar stream, gunzipped when it starts with gzip's magic bytes (contexts and layers may be
+/// either, as Moby's `archive.DecompressStream` accepts).
+pub(crate) fn open_archive<'a, R: BufRead + 'a>(
+    mut buffered: R,
+) -> Result<Archive<Box<dyn Read + 'a>>, ContextError> {
+    let is_gzip = buffered
+        .fill_buf()
+        .map_err(|source| ContextError::Read { source })?
+        .starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read + 'a> =
+        if is_gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
+    Ok(Archive::new(reader))
+}
+
+/// Entries that only carry metadata for the next one (PAX and GNU long-name headers), which the
+/// `tar` crate has already applied.
+pub(crate) fn is_metadata(kind: EntryType) -> bool {
+    matches!(
+        kind,
+        EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink
+    )
+}
+
 fn extract_into(
     input: impl Read,
     root: &Path,
     blobs: &BlobStore,
 ) -> Result<Extracted, ContextError> {
     let read_err = |source| ContextError::Read { source };
-    let mut buffered = BufReader::new(input);
-    let is_gzip = buffered.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> =
-        if is_gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
-    let mut archive = Archive::new(reader);
+    let mut archive = open_archive(BufReader::new(input))?;
     let mut layer = Builder::new(Compressor::start(blobs.writer()?, root)?);
     layer.mode(tar::HeaderMode::Complete);
     let mut config: Option<Vec<u8>> = None;
@@ -339,13 +361,7 @@ fn extract_into(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
+        if is_metadata(kind) {
             continue;
         }
         let raw = entry.path().map_err(read_err)?.into_owned();

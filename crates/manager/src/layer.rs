@@ -6,15 +6,15 @@
 //! in Moby.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
-use tar::{Archive, EntryType};
+use tar::EntryType;
 
 use crate::context::{
-    chown, clean, clear_slot, ensure_parents, symlink_stays_inside, ContextError,
+    chown, clean, clear_slot, ensure_parents, is_metadata, open_archive, symlink_stays_inside,
+    ContextError,
 };
 
 const WHITEOUT: &str = ".wh.";
@@ -74,22 +74,12 @@ pub(crate) fn apply_streamed(mut reader: ChannelReader, root: &Path) -> Result<(
 pub(crate) fn apply_from(input: impl Read, root: &Path) -> Result<(), ContextError> {
     let read_err = |source| ContextError::Read { source };
     // Large reads: a layer is tens of megabytes read once, front to back.
-    let mut buffered = BufReader::with_capacity(1 << 20, input);
-    let is_gzip = buffered.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> =
-        if is_gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
-    let mut archive = Archive::new(reader);
+    let mut archive = open_archive(BufReader::with_capacity(1 << 20, input))?;
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
+        if is_metadata(kind) {
             continue;
         }
         let raw = entry.path().map_err(read_err)?.into_owned();
