@@ -59,8 +59,12 @@ pub fn task(args: &[String]) -> Result<()> {
     )?;
     let bin = setup::profile_dir("debug");
     println!("crash-loop: seed {seed} (replay: cargo xtask crash-loop --seed {seed})");
-    let options =
-        CrashOptions { dockplugd: bin.join("dockplugd"), localvol: bin.join("localvol"), seed };
+    let options = CrashOptions {
+        dockplugd: bin.join("dockplugd"),
+        localvol: bin.join("localvol"),
+        seed,
+        kill_after_ack: Vec::new(),
+    };
     let mut crash = CrashLoop::start(&options).context("start the crash loop")?;
     let started = Instant::now();
     let mut n = 0;
