@@ -79,9 +79,10 @@ impl<E: Executor> Manager<E> {
         if alive {
             self.stop(&op).await;
         }
-        // A start can fail once at restore where the killed daemon left a task half torn
-        // down (its shim still exiting): try again a few times at the restart policy's
-        // delays before leaving the plugin stopped (Moby's `reload` tries once).
+        // A start that fails at restore (containerd still settling after the daemon died) is
+        // tried again a few times at the restart policy's delays before the plugin is left
+        // stopped (Moby's `reload` tries once). This does not cure a start that keeps failing
+        // on a shim that outlived its task (kill -9 during disable): that is still open.
         for attempt in 0..=RESTORE_RETRIES {
             match self.start(&op, true, None).await {
                 Ok(()) => return,
