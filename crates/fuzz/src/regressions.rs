@@ -55,3 +55,20 @@ fn the_harness_has_one_binary_per_target() {
 fn a_docker_io_path_whose_first_component_has_a_dot() {
     crate::reference_name(b"docker.io/libr.aryl1v-rs_d_sh-0.8rc.0v-r_d_shgbra.r_r_ha255d_shg/fsoo");
 }
+
+/// `docker.io/docker.io/lia--lsha255/f` (found by libFuzzer in `reference_name`): a
+/// docker.io path whose first component is `docker.io`. Its familiar name
+/// `docker.io/lia--lsha255/f:latest` normalises again to `lia--lsha255/f:latest`, as Moby's
+/// `familiarizeName` (`distribution/reference`) leaves it; the target's idempotence check
+/// must allow that ambiguity.
+#[test]
+fn a_docker_io_path_whose_first_component_is_docker_io() {
+    use dockplug_protocol::reference::{normalize, Reference};
+    let text = "docker.io/docker.io/lia--lsha255/f";
+    let r = Reference::parse(text).expect("valid");
+    assert_eq!((r.domain(), r.path()), ("docker.io", "docker.io/lia--lsha255/f"));
+    let normal = normalize(text).expect("normalises");
+    assert_eq!(normal, "docker.io/lia--lsha255/f:latest");
+    assert_eq!(normalize(&normal).as_deref(), Ok("lia--lsha255/f:latest"));
+    crate::reference_name(text.as_bytes());
+}
