@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use crate::support::containerd::Containerd;
 use crate::support::{localvol, program};
 
+mod shim;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// localvol's `PropagatedMount`, where its volumes live.
@@ -81,18 +83,23 @@ impl Env {
         Client::new(&format!("unix://{}", socket.display()), None).unwrap()
     }
 
-    /// `ctr tasks list` as (container id, pid, status).
-    fn tasks(&self) -> Vec<(String, u32, String)> {
+    /// `ctr <args>` in the plugins' namespace; its standard output.
+    fn ctr(&self, args: &[&str]) -> String {
         let out = Command::new(program("ctr"))
             .arg("--address")
             .arg(&self.containerd.socket)
             .arg("--namespace")
             .arg(&self.containerd.namespace)
-            .args(["tasks", "list"])
+            .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "ctr: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout)
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ctr tasks list` as (container id, pid, status).
+    fn tasks(&self) -> Vec<(String, u32, String)> {
+        self.ctr(&["tasks", "list"])
             .lines()
             .skip(1)
             .filter_map(|l| {
@@ -198,6 +205,83 @@ async fn a_restarted_manager_reattaches_to_the_running_plugin() {
     );
     m.disable("localvol", true).await.unwrap();
     m.remove("localvol", true).await.unwrap();
+}
+
+/// What a manager killed while containerd deletes the task of a disabled plugin can leave
+/// (containerd's `runtime/v2/shim.go` `shimTask.delete`, its context cancelled while it waits
+/// for the shim): the shim has deleted its task, containerd still holds the shim for the id
+/// but lists no task. Built here directly, after the manager is gone: the plugin's init
+/// killed, its task deleted inside the shim (a ttrpc call to the shim), and, when
+/// `without_container`, its container deleted too (the state a restore that only deleted the
+/// container left). A new manager restores the plugin (recorded enabled): the start clears
+/// what is left and the plugin runs again, and the old shim is gone.
+async fn a_delete_cut_short_does_not_block_the_next_start(without_container: bool) {
+    let env = Env::new();
+    let m = env.manager(false).await;
+    let plugin = m.create_from_context(env.context(None), "localvol:latest").await.unwrap();
+    m.enable("localvol", None).await.unwrap();
+    let pid = env.running_pid(&plugin.id).expect("running");
+    drop(m);
+
+    let socket = &env.containerd.socket;
+    let old_shims = shim::pids(socket, &plugin.id);
+    assert_eq!(old_shims.len(), 1, "one shim for the plugin");
+    kill9(pid);
+    assert!(
+        eventually(|| async {
+            env.tasks().iter().any(|(c, _, s)| *c == plugin.id && s == "STOPPED")
+        })
+        .await,
+        "stopped: {:?}",
+        env.tasks()
+    );
+    let code = shim::delete_task(&env.containerd.state, &env.containerd.namespace, &plugin.id);
+    assert_eq!(code, 0, "the shim deleted its task");
+    if without_container {
+        env.ctr(&["containers", "rm", &plugin.id]);
+        assert!(env.ctr(&["containers", "ls", "-q"]).trim().is_empty());
+    }
+    assert!(env.tasks().is_empty(), "containerd lists no task: {:?}", env.tasks());
+    assert_eq!(shim::pids(socket, &plugin.id), old_shims, "the shim outlived its task");
+
+    let m = env.manager(false).await;
+    assert!(
+        eventually(|| async {
+            env.running_pid(&plugin.id).is_some()
+                && m.state("localvol").ok() == Some(RunState::Running)
+        })
+        .await,
+        "restored: {:?} {:?}",
+        m.state("localvol"),
+        env.tasks()
+    );
+    assert!(answers(&env.client(&plugin.id)).await, "answering after the restore");
+    assert!(
+        eventually(|| async {
+            old_shims.iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        })
+        .await,
+        "the old shim is gone: {:?}",
+        shim::pids(socket, &plugin.id)
+    );
+    m.disable("localvol", false).await.unwrap();
+    assert!(env.tasks().is_empty(), "no task after disable: {:?}", env.tasks());
+    assert!(
+        eventually(|| async { shim::pids(socket, &plugin.id).is_empty() }).await,
+        "no shim after disable: {:?}",
+        shim::pids(socket, &plugin.id)
+    );
+    m.remove("localvol", false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_deleted_only_in_its_shim_does_not_block_the_restore() {
+    a_delete_cut_short_does_not_block_the_next_start(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_deleted_only_in_its_shim_and_no_container_do_not_block_the_restore() {
+    a_delete_cut_short_does_not_block_the_next_start(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,23 +121,42 @@ impl Connection {
 
     /// Creates the task of container `id` with stdout and stderr going to the FIFOs given
     /// (no stdin, no terminal); returns its init PID.
+    ///
+    /// A task of the same id that containerd still holds although it shows none (see
+    /// [`force_delete_task`](Self::force_delete_task): a delete cut short after its container
+    /// was already gone) makes containerd answer "already exists": that task is deleted, now
+    /// that the container exists again, and creation is tried once more.
     pub(crate) async fn create_task(
         &self,
         id: &str,
         stdout: &Path,
         stderr: &Path,
     ) -> Result<u32, Error> {
+        match self.create_task_once(id, stdout, stderr).await {
+            Err(status) if status.code() == Code::AlreadyExists => {
+                tracing::info!(container = id, "deleting a stale task of the same id");
+                self.force_delete_task(id).await?;
+                self.create_task_once(id, stdout, stderr)
+                    .await
+                    .map_err(|s| Error::rpc("create task", id, s))
+            }
+            other => other.map_err(|s| Error::rpc("create task", id, s)),
+        }
+    }
+
+    async fn create_task_once(
+        &self,
+        id: &str,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<u32, tonic::Status> {
         let request = self.request(CreateTaskRequest {
             container_id: id.to_owned(),
             stdout: stdout.to_string_lossy().into_owned(),
             stderr: stderr.to_string_lossy().into_owned(),
             ..Default::default()
         });
-        self.tasks()
-            .create(request)
-            .await
-            .map(|r| r.into_inner().pid)
-            .map_err(|s| Error::rpc("create task", id, s))
+        self.tasks().create(request).await.map(|r| r.into_inner().pid)
     }
 
     /// Starts the task of container `id`.
@@ -177,9 +196,16 @@ impl Connection {
 
     /// Kills (SIGKILL, every process) and deletes the task of `id` if it has one, waiting a
     /// bounded time for it to stop.
+    ///
+    /// A task that containerd does not show is still deleted: a delete cut short (its caller
+    /// killed while containerd waited for the shim) can leave containerd holding the shim of
+    /// a task the shim itself has already deleted. containerd then answers "not found" for
+    /// that task (and `ctr tasks ls` hides it) but refuses a new task of the same id ("already
+    /// exists") for as long as that record lives; a delete clears it and shuts the shim down.
+    /// containerd needs the container for that delete.
     pub(crate) async fn force_delete_task(&self, id: &str) -> Result<(), Error> {
         let Some(info) = self.task(id).await? else {
-            return Ok(());
+            return self.delete_task(id).await;
         };
         if !matches!(info.state, TaskState::Stopped(_)) {
             match self.kill(id, SIGKILL, true).await {
