@@ -3,23 +3,26 @@
 //! Invariants: a parsed reference in its full form (`domain/path[:tag][@digest]`) parses to
 //! the same reference; its familiar form does too, except where Moby's own familiar form is
 //! ambiguous (`docker.io/library.io/x` prints as `library.io/x`, whose first component then
-//! reads as a domain: `distribution/reference` `FamiliarString` does the same); normalisation
+//! reads as a domain, and `library/<64 hex>` as a bare hexadecimal name that is refused:
+//! `distribution/reference` `FamiliarString` does the same); normalisation
 //! (what naming a plugin needs) always carries a tag, and is idempotent but for that same
 //! ambiguity.
 
 use dockplug_protocol::reference::{self, Reference};
 
-/// Whether the familiar form `shown` of a `docker.io` reference is Moby's ambiguity: its
-/// first component reads as a domain (`docker.io/a.b_c/x` prints as `a.b_c/x`, and
-/// `docker.io/docker.io/x/f` as `docker.io/x/f`), so it parses back as another reference or
-/// is refused.
+/// Whether the familiar form `shown` of a `docker.io` reference is Moby's ambiguity, so it
+/// parses back as another reference or is refused: its first component reads as a domain
+/// (`docker.io/a.b_c/x` prints as `a.b_c/x`, and `docker.io/docker.io/x/f` as
+/// `docker.io/x/f`), or it is a bare 64-digit hexadecimal string (`library/<64 hex>` prints
+/// as `<64 hex>`, which `ParseNormalizedNamed` refuses).
 fn ambiguous(r: &Reference, shown: &str) -> bool {
     let first = shown.split('/').next().unwrap_or_default();
-    r.domain() == "docker.io"
-        && shown.contains('/')
+    let reads_as_domain = shown.contains('/')
         && (first.contains(['.', ':'])
             || first == "localhost"
-            || first.chars().any(|c| c.is_ascii_uppercase()))
+            || first.chars().any(|c| c.is_ascii_uppercase()));
+    let hex64 = shown.len() == 64 && shown.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    r.domain() == "docker.io" && (reads_as_domain || hex64)
 }
 
 /// The target: see the module documentation.

@@ -72,3 +72,18 @@ fn a_docker_io_path_whose_first_component_is_docker_io() {
     assert_eq!(normalize(&normal).as_deref(), Ok("lia--lsha255/f:latest"));
     crate::reference_name(text.as_bytes());
 }
+
+/// `library/<64 hex digits>` (found by libFuzzer in `reference_name`): a valid name whose
+/// familiar form is the bare hexadecimal string, which `ParseNormalizedNamed` refuses (Moby's
+/// `FamiliarString` prints it the same way); its normalised form, with a tag, is fine.
+#[test]
+fn an_official_name_of_64_hex_digits() {
+    use dockplug_protocol::reference::{normalize, Reference, ReferenceError};
+    let hex = "cccccccccccccccccccccecccccccacccccccccccccacccccccccccccccccccc";
+    let r = Reference::parse(&format!("library/{hex}")).expect("valid");
+    assert_eq!(r.to_string(), hex);
+    assert!(matches!(Reference::parse(hex), Err(ReferenceError::HexName { .. })));
+    let normal = normalize(&format!("library/{hex}")).expect("normalises");
+    assert_eq!(normalize(&normal), Ok(normal.clone()));
+    crate::reference_name(format!("library/{hex}").as_bytes());
+}
