@@ -1,5 +1,6 @@
-//! The `VolumeDriver` over the [`Store`]: each call runs on the blocking pool, since it does
-//! file-system work.
+//! The `VolumeDriver` over the [`Store`]: a call that does file-system work runs on the
+//! blocking pool; `Get` and `List` read memory only and answer at once, unless a change is
+//! writing the state file meanwhile (then they wait for it on the blocking pool too).
 
 use std::sync::Arc;
 
@@ -43,11 +44,18 @@ impl VolumeDriver for LocalVol {
     }
 
     async fn get(&self, name: String) -> PluginResult<Volume> {
-        self.run(move |s| s.get(&name)).await
+        // A hand-off to the blocking pool costs more than the lookup (thread wake-ups).
+        match self.store.try_get(&name) {
+            Some(r) => r.map_err(PluginError::from),
+            None => self.run(move |s| s.get(&name)).await,
+        }
     }
 
     async fn list(&self) -> PluginResult<Vec<Volume>> {
-        self.run(|s| Ok(s.list())).await
+        match self.store.try_list() {
+            Some(volumes) => Ok(volumes),
+            None => self.run(|s| Ok(s.list())).await,
+        }
     }
 
     async fn mount(&self, req: MountRequest) -> PluginResult<String> {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use dockplug_sdk::protocol::timestamp::Timestamp;
 use dockplug_sdk::protocol::volume::Volume;
@@ -98,7 +98,7 @@ struct State {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    state: Mutex<State>,
+    state: RwLock<State>,
 }
 
 /// Parsed `-o` options.
@@ -150,7 +150,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(io("read", &file)(e)),
         };
-        Ok(Store { root, state: Mutex::new(state) })
+        Ok(Store { root, state: RwLock::new(state) })
     }
 
     /// The root directory (absolute).
@@ -163,9 +163,13 @@ impl Store {
         self.root.join("volumes").join(name)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
         // A panic while holding the lock leaves the state as last saved: keep serving.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn save(&self, state: &State) -> Result<(), StoreError> {
@@ -266,7 +270,10 @@ impl Store {
 
     /// Describe volume `name`, with its mount count in `Status`.
     pub fn get(&self, name: &str) -> Result<Volume, StoreError> {
-        let state = self.lock();
+        self.get_in(&self.read(), name)
+    }
+
+    fn get_in(&self, state: &State, name: &str) -> Result<Volume, StoreError> {
         let record =
             state.volumes.get(name).ok_or_else(|| StoreError::NoSuchVolume(name.to_owned()))?;
         Ok(self.volume(name, record, true))
@@ -274,8 +281,31 @@ impl Store {
 
     /// Every volume, sorted by name.
     pub fn list(&self) -> Vec<Volume> {
-        let state = self.lock();
+        self.list_in(&self.read())
+    }
+
+    fn list_in(&self, state: &State) -> Vec<Volume> {
         state.volumes.iter().map(|(n, r)| self.volume(n, r, false)).collect()
+    }
+
+    /// The state to read when no change holds it (a change holds it while it writes the state
+    /// file), `None` when one does: a read need not wait for a disk write, nor block a thread.
+    fn try_read(&self) -> Option<RwLockReadGuard<'_, State>> {
+        match self.state.try_read() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// [`Store::get`] if no change is being written meanwhile, else `None`.
+    pub fn try_get(&self, name: &str) -> Option<Result<Volume, StoreError>> {
+        self.try_read().map(|state| self.get_in(&state, name))
+    }
+
+    /// [`Store::list`] if no change is being written meanwhile, else `None`.
+    pub fn try_list(&self) -> Option<Vec<Volume>> {
+        self.try_read().map(|state| self.list_in(&state))
     }
 
     /// Record mount `id` of volume `name` (idempotent) and return the mount point.
@@ -342,6 +372,21 @@ mod tests {
         assert!(!mp.exists());
         assert!(matches!(store.get("v1"), Err(StoreError::NoSuchVolume(_))));
         assert_eq!(Store::open(dir.path()).unwrap().list(), vec![]);
+    }
+
+    #[test]
+    fn reads_answer_at_once_unless_a_change_holds_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create("v", &opts(&[])).unwrap();
+        assert_eq!(store.try_get("v").unwrap().unwrap(), store.get("v").unwrap());
+        assert!(matches!(store.try_get("w"), Some(Err(StoreError::NoSuchVolume(_)))));
+        assert_eq!(store.try_list().unwrap(), store.list());
+        let writing = store.lock();
+        assert!(store.try_get("v").is_none());
+        assert!(store.try_list().is_none());
+        drop(writing);
+        assert!(store.try_get("v").is_some());
     }
 
     #[test]
