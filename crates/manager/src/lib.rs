@@ -54,6 +54,7 @@ pub mod output;
 pub mod reference;
 pub mod settable;
 pub mod spec;
+mod steps;
 pub mod store;
 #[cfg(test)]
 mod testexec;

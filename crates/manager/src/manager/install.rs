@@ -15,6 +15,7 @@ use super::Manager;
 use crate::error::ManagerError;
 use crate::events::Event;
 use crate::executor::Executor;
+use crate::steps::Steps;
 use crate::store::{Entry, Record};
 use crate::{context, fsutil, reference};
 
@@ -67,6 +68,7 @@ impl<E: Executor> Manager<E> {
         if self.inner.store.name_taken(&name) {
             return Err(ManagerError::AlreadyExists { name });
         }
+        let mut steps = Steps::start("create", &name);
         let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
         let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
         let blobs = self.inner.blobs.clone();
@@ -75,11 +77,13 @@ impl<E: Executor> Manager<E> {
             Ok(context::extract(context, &staging2, &blobs)?)
         })
         .await?;
+        steps.step("extract and compress the layer");
         let result = self.finish_create(&name, &staging, extracted);
         if result.is_err() {
             let _ = fsutil::remove_dir_if_exists(&staging);
         }
         let plugin = result?;
+        steps.step("config, manifest and record written");
         self.inner.events.publish(Event::Create(plugin.clone()));
         self.daemon_event(&plugin.id, &plugin.name, "create");
         Ok(plugin)

@@ -25,6 +25,7 @@ use crate::error::ManagerError;
 use crate::events::Event;
 use crate::executor::Executor;
 use crate::fsutil;
+use crate::steps::Steps;
 
 /// Options of [`Manager::pull`].
 #[derive(Debug, Clone, Default)]
@@ -154,8 +155,10 @@ impl<E: Executor> Manager<E> {
             if self.inner.store.name_taken(&name) {
                 return Err(ManagerError::AlreadyExists { name });
             }
+            let mut steps = Steps::start("pull", &name);
             let (resolved, config, staging) =
                 self.fetch(registry, &remote, auth, granted, progress).await?;
+            steps.step("fetched and applied");
             let result = self.install(Install {
                 name: &name,
                 rootfs: &staging,
@@ -172,6 +175,7 @@ impl<E: Executor> Manager<E> {
                 let _ = fsutil::remove_dir_if_exists(&staging);
             }
             let plugin = result?;
+            steps.step("installed");
             progress.send(JsonMessage::digest(&resolved.digest));
             plugin
         };
