@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::fs::FileType;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -178,46 +179,35 @@ impl LocalRegistry {
     /// that `plugin(name)` would not resolve (a directory named `x.spec`, `a/b.sock` inside a
     /// directory not named `b`) are not listed.
     pub fn scan(&self) -> Result<Vec<String>, DiscoveryError> {
-        // Every listing first, so the names can be borrowed until the end.
-        let sockets: Vec<(&PathBuf, Vec<Entry>)> =
-            self.socket_dirs.iter().map(|d| Ok((d, entries(d)?))).collect::<Result<_, _>>()?;
-        let specs: Vec<(&PathBuf, Vec<Entry>)> =
-            self.spec_dirs.iter().map(|d| Ok((d, entries(d)?))).collect::<Result<_, _>>()?;
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut found: Vec<&str> = Vec::new();
-        for (dir, list) in &sockets {
-            for e in list {
-                let path = || dir.join(&e.file_name);
-                if e.ext() == Some("sock") && e.kind.is(path, Want::Socket) {
-                    found.push(e.stem());
-                } else if e.kind.is(path, Want::Dir)
-                    && is_socket(&path().join(format!("{}.sock", e.file_name)))
-                {
-                    found.push(&e.file_name);
-                }
-            }
-        }
-        for (dir, list) in &specs {
-            for e in list {
-                let path = || dir.join(&e.file_name);
-                if e.kind.is(path, Want::Dir) {
-                    let inner = path();
-                    if ["spec", "json"]
-                        .iter()
-                        .any(|x| inner.join(format!("{}.{x}", e.file_name)).is_file())
-                    {
-                        found.push(&e.file_name);
+        // Every listing first (sockets, then specs), so the names can be borrowed for the
+        // duplicate check and moved out at the end.
+        let dirs: Vec<&PathBuf> = self.socket_dirs.iter().chain(&self.spec_dirs).collect();
+        let mut lists: Vec<Vec<Entry>> =
+            dirs.iter().map(|d| entries(d)).collect::<Result<_, _>>()?;
+        // What is listed: (listing, entry, length of the name), in lookup order.
+        let mut keep: Vec<(usize, usize, usize)> = Vec::new();
+        {
+            let total = lists.iter().map(Vec::len).sum();
+            let mut seen: HashSet<&str, BuildHasherDefault<NameHasher>> =
+                HashSet::with_capacity_and_hasher(total, Default::default());
+            for (l, (dir, list)) in dirs.iter().zip(&lists).enumerate() {
+                let sockets = l < self.socket_dirs.len();
+                for (i, e) in list.iter().enumerate() {
+                    let len = if sockets { e.socket_name(dir) } else { e.spec_name(dir) };
+                    if let Some(len) = len {
+                        if seen.insert(&e.file_name[..len]) {
+                            keep.push((l, i, len));
+                        }
                     }
-                } else if matches!(e.ext(), Some("spec" | "json")) && e.kind.is(path, Want::File) {
-                    found.push(e.stem());
                 }
             }
         }
-        let mut names = Vec::with_capacity(found.len());
-        for name in found {
-            if seen.insert(name) {
-                names.push(name.to_owned());
-            }
+        // Each name is its entry's file name cut to the stem: no copy.
+        let mut names = Vec::with_capacity(keep.len());
+        for (l, i, len) in keep {
+            let mut name = std::mem::take(&mut lists[l][i].file_name);
+            name.truncate(len);
+            names.push(name);
         }
         Ok(names)
     }
@@ -233,9 +223,9 @@ impl LocalRegistry {
             return Err(DiscoveryError::InvalidName { name: name.to_owned() });
         }
         for dir in &self.socket_dirs {
-            for path in
-                [dir.join(format!("{name}.sock")), dir.join(name).join(format!("{name}.sock"))]
-            {
+            for nested in [false, true] {
+                // Each candidate is built only when the one before it is missing.
+                let path = candidate(dir, name, nested, "sock");
                 let Some(meta) = stat(&path)? else { continue };
                 if !meta.file_type().is_socket() {
                     continue;
@@ -254,21 +244,16 @@ impl LocalRegistry {
             }
         }
         for dir in &self.spec_dirs {
-            let candidates = [
-                dir.join(format!("{name}.spec")),
-                dir.join(name).join(format!("{name}.spec")),
-                dir.join(format!("{name}.json")),
-                dir.join(name).join(format!("{name}.json")),
-            ];
-            for path in candidates {
+            for (nested, ext) in [(false, "spec"), (true, "spec"), (false, "json"), (true, "json")]
+            {
+                let path = candidate(dir, name, nested, ext);
                 let Some(meta) = stat(&path)? else { continue };
                 // Opening a FIFO would block: only regular files are read.
                 if !meta.is_file() {
                     return Err(DiscoveryError::NotAFile { path });
                 }
-                let text = read_spec(&path)?;
-                let is_json = path.extension().is_some_and(|e| e == "json");
-                let (addr, tls) = if is_json {
+                let text = read_spec(&path, meta.len())?;
+                let (addr, tls) = if ext == "json" {
                     parse_json_spec(&path, &text)?
                 } else {
                     (text.trim().to_owned(), Some(TlsOptions::insecure()))
@@ -328,14 +313,43 @@ fn stat(path: &Path) -> Result<Option<std::fs::Metadata>, DiscoveryError> {
     }
 }
 
-fn read_spec(path: &Path) -> Result<String, DiscoveryError> {
+/// The text of the spec file at `path`, whose `stat` said `size` bytes: bounded by
+/// [`MAX_SPEC_BYTES`] whatever the file does meanwhile.
+fn read_spec(path: &Path, size: u64) -> Result<String, DiscoveryError> {
     let io = |source| DiscoveryError::Io { path: path.to_owned(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut buf = Vec::new();
-    file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut buf).map_err(io)?;
-    if buf.len() as u64 > MAX_SPEC_BYTES {
-        return Err(DiscoveryError::TooLarge { path: path.to_owned(), limit: MAX_SPEC_BYTES });
+    let too_large = || DiscoveryError::TooLarge { path: path.to_owned(), limit: MAX_SPEC_BYTES };
+    if size > MAX_SPEC_BYTES {
+        return Err(too_large());
     }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    // Room for the whole file and one byte more, so one read usually sees it all.
+    let mut buf = vec![0u8; size as usize + 1];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if buf.len() as u64 > MAX_SPEC_BYTES {
+                return Err(too_large());
+            }
+            let grow = (buf.len() * 2).min(MAX_SPEC_BYTES as usize + 1);
+            buf.resize(grow, 0);
+        }
+        let n = match file.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        len += n;
+        // The end: a read of nothing, or exactly the size `stat` gave with room to spare
+        // (a regular file read short of the buffer is at its end; a file that changed
+        // size meanwhile is read on to the end).
+        if n == 0 || (len as u64 == size && len < buf.len()) {
+            break;
+        }
+    }
+    if len as u64 > MAX_SPEC_BYTES {
+        return Err(too_large());
+    }
+    buf.truncate(len);
     String::from_utf8(buf).map_err(|_| DiscoveryError::BadJson {
         path: path.to_owned(),
         reason: "not UTF-8 text".into(),
@@ -405,24 +419,96 @@ fn parse_json_spec(
     Ok((addr, tls))
 }
 
-/// The entries of `dir` as `(file name, stem, extension, path)`, sorted; a missing directory
-/// is empty.
-#[allow(clippy::type_complexity)]
 /// One directory entry as `scan` reads it.
 struct Entry {
     file_name: String,
     /// Where the extension's dot is, when the name has an extension and a stem.
     dot: Option<usize>,
     kind: Kind,
+    /// The name's first 8 bytes, big-endian and zero-padded: sorting compares these first
+    /// (a name holds no NUL, so the order is the names' byte order).
+    key: u64,
 }
 
 impl Entry {
-    fn stem(&self) -> &str {
-        self.dot.map_or(&self.file_name, |d| &self.file_name[..d])
-    }
-
     fn ext(&self) -> Option<&str> {
         self.dot.map(|d| &self.file_name[d + 1..])
+    }
+
+    fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.file_name)
+    }
+
+    /// In a socket directory: the length of the plugin name this entry lists (`N.sock`, a
+    /// socket; `N/`, holding the socket `N.sock`), if it lists one.
+    fn socket_name(&self, dir: &Path) -> Option<usize> {
+        if self.ext() == Some("sock") && self.kind.is(|| self.path(dir), Want::Socket) {
+            return self.dot;
+        }
+        let nested = || candidate(dir, &self.file_name, true, "sock");
+        (self.kind.is(|| self.path(dir), Want::Dir) && is_socket(&nested()))
+            .then_some(self.file_name.len())
+    }
+
+    /// In a spec directory: the length of the plugin name this entry lists (`N.spec` or
+    /// `N.json`, a regular file; `N/`, holding one of them), if it lists one.
+    fn spec_name(&self, dir: &Path) -> Option<usize> {
+        if self.kind.is(|| self.path(dir), Want::Dir) {
+            let listed =
+                ["spec", "json"].iter().any(|x| candidate(dir, &self.file_name, true, x).is_file());
+            return listed.then_some(self.file_name.len());
+        }
+        if matches!(self.ext(), Some("spec" | "json"))
+            && self.kind.is(|| self.path(dir), Want::File)
+        {
+            return self.dot;
+        }
+        None
+    }
+}
+
+/// `dir/name.ext`, or `dir/name/name.ext` when `nested`, in one allocation (as
+/// `dir.join(..)` would spell it).
+fn candidate(dir: &Path, name: &str, nested: bool, ext: &str) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let d = dir.as_os_str().as_bytes();
+    let mut v = Vec::with_capacity(d.len() + 2 * name.len() + ext.len() + 3);
+    v.extend_from_slice(d);
+    if !d.is_empty() && !d.ends_with(b"/") {
+        v.push(b'/');
+    }
+    v.extend_from_slice(name.as_bytes());
+    if nested {
+        v.push(b'/');
+        v.extend_from_slice(name.as_bytes());
+    }
+    v.push(b'.');
+    v.extend_from_slice(ext.as_bytes());
+    PathBuf::from(std::ffi::OsString::from_vec(v))
+}
+
+/// A cheap hash for `scan`'s duplicate check (names from a local directory: short, and
+/// written by whoever may write there anyway). FxHash's word step.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ rest.len() as u64).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -487,10 +573,14 @@ fn entries(dir: &Path) -> Result<Vec<Entry>, DiscoveryError> {
         // An entry whose type cannot be read is followed like a link (one stat).
         let kind = entry.file_type().map(Kind::of).unwrap_or(Kind::Link);
         let dot = file_name.rfind('.').filter(|&d| d > 0);
-        out.push(Entry { file_name, dot, kind });
+        let mut key = [0u8; 8];
+        let head = &file_name.as_bytes()[..file_name.len().min(8)];
+        key[..head.len()].copy_from_slice(head);
+        out.push(Entry { file_name, dot, kind, key: u64::from_be_bytes(key) });
     }
-    // Names are unique within a directory: the unstable sort gives the one order.
-    out.sort_unstable_by(|a, b| a.file_name.cmp(&b.file_name));
+    // Names are unique within a directory: the unstable sort gives the one order (Go's
+    // `os.ReadDir` order, by name).
+    out.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.file_name.cmp(&b.file_name)));
     Ok(out)
 }
 
