@@ -68,22 +68,26 @@ pub(crate) fn removing_path(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Removes `dir` atomically as Moby does: rename it to `<dir>-removing` (so a crash never
-/// leaves a half-deleted plugin under its real name), then delete that. A missing source is
-/// not an error; a stray `-removing` directory is deleted as well.
-pub(crate) fn atomic_remove_all(dir: &Path) -> io::Result<()> {
+/// The durable half of removing `dir` as Moby does: rename it to `<dir>-removing` (so a
+/// crash never leaves a half-deleted plugin under its real name) and fsync the parent. From
+/// then on `dir` is gone for good: a `-removing` directory a crash left is deleted when the
+/// store loads. Returns the directory still to delete (with [`remove_dir_if_exists`], which
+/// may run later), or `None` when there was nothing to rename; a stray `-removing`
+/// directory is deleted as well.
+pub(crate) fn retire(dir: &Path) -> io::Result<Option<PathBuf>> {
     let removing = removing_path(dir);
     match fs::rename(dir, &removing) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return remove_dir_if_exists(&removing);
+            remove_dir_if_exists(&removing)?;
+            return Ok(None);
         }
         Err(_) if removing.exists() => {
             // A previous removal was interrupted: delete it and try again.
             remove_dir_if_exists(&removing)?;
             match fs::rename(dir, &removing) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
@@ -93,7 +97,7 @@ pub(crate) fn atomic_remove_all(dir: &Path) -> io::Result<()> {
         let _ = sync_dir(parent);
     }
     crate::failpoint::hit("atomic_remove:after_rename", dir)?;
-    remove_dir_if_exists(&removing)
+    Ok(Some(removing))
 }
 
 /// `remove_dir_all` that treats a missing directory as done.
@@ -107,6 +111,13 @@ pub(crate) fn remove_dir_if_exists(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn atomic_remove_all(dir: &Path) -> io::Result<()> {
+        match retire(dir)? {
+            Some(removing) => remove_dir_if_exists(&removing),
+            None => Ok(()),
+        }
+    }
 
     #[test]
     fn atomic_remove_all_normal() {
