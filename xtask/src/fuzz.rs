@@ -7,18 +7,21 @@
 //! ```
 //!
 //! The bodies live in `crates/fuzz` (the same functions the bounded property tests of `ci`
-//! run); `fuzz/` is cargo-fuzz's harness, its own workspace. A run fails when libFuzzer
-//! reports a crash: the input is kept in `fuzz/artifacts/<name>/` and becomes a regression
-//! test in `crates/fuzz/src/regressions.rs`. New inputs libFuzzer finds go to
-//! `fuzz/target/corpus/<name>/` (not committed); the seeds in `fuzz/corpus/<name>/` are read
-//! only.
+//! run); `fuzz/` is cargo-fuzz's harness, its own workspace. `cargo fuzz build` builds the
+//! targets once; each then runs as that binary (what `cargo fuzz run` would start, without
+//! its rebuild), so a run uses one snapshot of a tree others may be editing. A run fails when
+//! libFuzzer reports a crash: the input is kept in `fuzz/artifacts/<name>/` (ignored by git)
+//! and becomes a regression test in `crates/fuzz/src/regressions.rs`. New inputs libFuzzer
+//! finds go to `fuzz/target/corpus/<name>/` (ignored too); the seeds in `fuzz/corpus/<name>/`
+//! are read only.
 //!
 //! cargo-fuzz passes `-Z` flags to rustc (sanitizer coverage), which only a nightly compiler
 //! takes. This task uses the `nightly` toolchain when rustup has one; otherwise it runs the
 //! stable compiler with `RUSTC_BOOTSTRAP=1`, which makes it accept those flags. AddressSanitizer
 //! is used when the toolchain ships its runtime (`librustc-*_rt.asan.a`), else `-s none`
 //! (coverage-guided fuzzing without a sanitizer: safe Rust needs none to find panics, only
-//! the C of a dependency would). cargo-fuzz itself is installed from crates.io on first use.
+//! the C of a dependency would). cargo-fuzz itself is installed from crates.io on first use;
+//! where it cannot be, or the build fails, the task says what is missing and fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,8 +97,21 @@ fn host_triple() -> String {
         .unwrap_or_else(|| "x86_64-unknown-linux-gnu".to_owned())
 }
 
+/// Whether rustup lists an installed nightly toolchain (asked first, so that `+nightly`
+/// never makes rustup download one).
+fn nightly_installed() -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("nightly"))
+        })
+        .unwrap_or(false)
+}
+
 fn toolchain() -> Result<Toolchain> {
-    let nightly = sysroot(Some("+nightly"));
+    let nightly = if nightly_installed() { sysroot(Some("+nightly")) } else { None };
     let (plus, bootstrap, root) = match nightly {
         Some(root) => (Some("+nightly"), false, root),
         None => (None, true, sysroot(None).context("no rustc answers `--print sysroot`")?),
@@ -159,8 +175,18 @@ pub fn task(args: &[String]) -> Result<()> {
     }
     let Some(chosen) = chosen else { bail!("{USAGE}") };
 
-    setup::cargo_tool("cargo-fuzz", "cargo-fuzz", "0.13")?;
+    setup::cargo_tool("cargo-fuzz", "cargo-fuzz", "0.13").context(
+        "cargo-fuzz is not installed and could not be installed from crates.io; \
+         `cargo xtask fuzz` needs it (`cargo install cargo-fuzz`); it is not part of `ci`, \
+         whose property tests run the same targets on stable",
+    )?;
     let tc = toolchain()?;
+    if tc.bootstrap {
+        println!(
+            "xtask fuzz: no nightly toolchain (`rustup toolchain install nightly` adds one); \
+             trying the stable compiler with RUSTC_BOOTSTRAP=1"
+        );
+    }
     println!("xtask fuzz: libFuzzer through cargo-fuzz, {}", tc.about);
     let sanitizer = ["-s", tc.sanitizer];
 
@@ -173,31 +199,39 @@ pub fn task(args: &[String]) -> Result<()> {
     }
     let status = build.status().context("start `cargo fuzz build`")?;
     if !status.success() {
+        let hint = if tc.bootstrap {
+            "; a nightly toolchain may build it: `rustup toolchain install nightly`"
+        } else {
+            ""
+        };
         bail!(
-            "`cargo fuzz build` failed ({status}) with the {}; libFuzzer cannot run here",
+            "`cargo fuzz build` failed ({status}) with the {}; libFuzzer cannot run here{hint}",
             tc.about
         );
     }
     println!("xtask fuzz: <== built in {:.1?}", started.elapsed());
 
+    let bin_dir = harness().join("target").join(host_triple()).join("release");
     let mut crashed = Vec::new();
     let mut failed = Vec::new();
     for name in &chosen {
         let work = harness().join("target/corpus").join(name);
         std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
         let artifacts = harness().join("artifacts").join(name);
+        std::fs::create_dir_all(&artifacts)
+            .with_context(|| format!("mkdir {}", artifacts.display()))?;
         let before = entries(&artifacts);
         let seeds = harness().join("corpus").join(name);
         let max_time = format!("-max_total_time={seconds}");
         let t0 = Instant::now();
         println!("xtask fuzz: ==> {name} for {seconds} s");
-        let status = cargo_fuzz(&tc, &["run"])
-            .args(sanitizer)
-            .arg(name)
-            .arg(&work)
-            .arg(&seeds)
+        // The binary `cargo fuzz build` made, run directly (as `cargo fuzz run` would, with
+        // its artefact prefix and ASan options): every target runs the one build, even while
+        // the tree changes under it.
+        let binary = bin_dir.join(name);
+        let mut run = Command::new(&binary);
+        run.arg(format!("-artifact_prefix={}/", artifacts.display()))
             .args([
-                "--",
                 &max_time,
                 // A single input may take at most 10 s and 2 GiB: a hang or a balloon is a
                 // defect too.
@@ -205,8 +239,13 @@ pub fn task(args: &[String]) -> Result<()> {
                 "-rss_limit_mb=2048",
                 "-print_final_stats=1",
             ])
-            .status()
-            .with_context(|| format!("start `cargo fuzz run {name}`"))?;
+            .arg(&work)
+            .arg(&seeds)
+            .current_dir(harness());
+        if tc.sanitizer == "address" {
+            run.env("ASAN_OPTIONS", "detect_odr_violation=0");
+        }
+        let status = run.status().with_context(|| format!("start {}", binary.display()))?;
         let new: Vec<String> =
             entries(&artifacts).into_iter().filter(|a| !before.contains(a)).collect();
         if status.success() {

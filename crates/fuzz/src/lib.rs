@@ -61,7 +61,7 @@ pub struct Target {
     pub run: fn(&[u8]),
 }
 
-/// Every target, in the order `cargo xtask fuzz --list` prints them.
+/// Every target (`cargo xtask fuzz --list` prints their names sorted, one a line).
 pub const TARGETS: &[Target] = &[
     Target {
         name: "spec_file",
