@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask fuzz --list                  one target name per line
-//! cargo xtask fuzz <name> [--seconds N]    one target for N seconds (default 60)
+//! cargo xtask fuzz <name>... [--seconds N] the targets named, N seconds each (default 60)
 //! cargo xtask fuzz --all [--seconds N]     every target for N seconds each
 //! ```
 //!
@@ -31,7 +31,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::setup;
 
-const USAGE: &str = "usage: cargo xtask fuzz (--list | --all | <name>) [--seconds N]";
+const USAGE: &str = "usage: cargo xtask fuzz (--list | --all | <name>...) [--seconds N]";
 
 /// The fuzz harness directory.
 fn harness() -> PathBuf {
@@ -139,6 +139,18 @@ fn cargo_fuzz(tc: &Toolchain, args: &[&str]) -> Command {
     cmd
 }
 
+/// A private scratch directory on tmpfs (`/dev/shm`) for the targets' temporary files, when
+/// the machine has one: the targets that write files (build contexts extracted into a fresh
+/// manager root, spec files) run about ten times faster there than on a journaled disk.
+fn scratch() -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return None;
+    }
+    let dir = shm.join(format!("dockplug-fuzz-{}", std::process::id()));
+    std::fs::create_dir(&dir).ok().map(|()| dir)
+}
+
 /// File names in `dir` (none when it does not exist).
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -168,7 +180,7 @@ pub fn task(args: &[String]) -> Result<()> {
                 if !targets()?.iter().any(|t| t == name) {
                     bail!("no fuzz target `{name}` (cargo xtask fuzz --list)");
                 }
-                chosen = Some(vec![name.to_owned()]);
+                chosen.get_or_insert_with(Vec::new).push(name.to_owned());
             }
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
@@ -245,7 +257,16 @@ pub fn task(args: &[String]) -> Result<()> {
         if tc.sanitizer == "address" {
             run.env("ASAN_OPTIONS", "detect_odr_violation=0");
         }
-        let status = run.status().with_context(|| format!("start {}", binary.display()))?;
+        let tmp = scratch();
+        if let Some(dir) = &tmp {
+            run.env("TMPDIR", dir);
+        }
+        let status = run.status().with_context(|| format!("start {}", binary.display()));
+        if let Some(dir) = &tmp {
+            // What a crashing input left behind goes with it.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let status = status?;
         let new: Vec<String> =
             entries(&artifacts).into_iter().filter(|a| !before.contains(a)).collect();
         if status.success() {
