@@ -80,12 +80,16 @@ async fn serve(
     registry.insecure_registries = config.insecure_registries.clone();
     let backend = ManagerBackend::new(manager.clone(), RegistryClient::new(registry));
     let consumers = crate::consumers::Consumers::open(config, &manager).await?;
-    let engine = consumers.engine(backend).config(engine_config).build();
+    let trim = crate::memory::Trim::default();
+    let engine =
+        consumers.engine(backend).middleware(trim.middleware()).config(engine_config).build();
+    let trimmer = tokio::spawn(trim.run());
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(listeners.serve(engine, stop_rx));
     stop_signal.await;
     let _ = stop_tx.send(true);
     let _ = server.await;
+    trimmer.abort();
     if config.live_restore {
         tracing::info!("live restore: plugins keep running");
     }

@@ -5,8 +5,8 @@
 //! The daemon owns assembly and process life only: the command line ([`config`], dockerd's
 //! flag names), one instance per data root ([`lock`]), which containerd to use and the
 //! supervision of a private one ([`containerd`]), the listeners and shutdown ([`daemon`]),
-//! and plugin output in its log ([`output`]). Every route is `dockplug-engine`'s, every
-//! plugin operation the manager's.
+//! plugin output in its log ([`output`]), and the allocator's settings ([`memory`]). Every
+//! route is `dockplug-engine`'s, every plugin operation the manager's.
 //!
 //! **Architecture invariant:** a binary over the engine, the manager, the containerd executor
 //! and the v1 discovery; no wire type or plugin behaviour of its own. `anyhow` is allowed
@@ -30,6 +30,7 @@ mod containerd;
 mod daemon;
 mod listen;
 mod lock;
+mod memory;
 mod output;
 
 use std::io::IsTerminal as _;
@@ -38,6 +39,7 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    memory::tune_allocator();
     let flags = config::Flags::parse();
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,
