@@ -15,6 +15,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use dockplug_protocol::common::{DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 use serde_json::Value;
@@ -129,6 +131,8 @@ impl SocketId {
 pub struct LocalRegistry {
     socket_dirs: Vec<PathBuf>,
     spec_dirs: Vec<PathBuf>,
+    /// The listings of earlier scans, reused while their directory is unchanged.
+    listings: Listings,
 }
 
 impl Default for LocalRegistry {
@@ -145,6 +149,7 @@ impl LocalRegistry {
         Self {
             socket_dirs: vec![PathBuf::from(DEFAULT_SOCKET_DIR)],
             spec_dirs: spec_dirs_for_env(|k| std::env::var_os(k)),
+            listings: Listings::default(),
         }
     }
 
@@ -160,6 +165,7 @@ impl LocalRegistry {
         Self {
             socket_dirs: socket_dirs.into_iter().map(Into::into).collect(),
             spec_dirs: spec_dirs.into_iter().map(Into::into).collect(),
+            listings: Listings::default(),
         }
     }
 
@@ -178,36 +184,32 @@ impl LocalRegistry {
     /// Missing directories are skipped; a directory that cannot be read is an error. Entries
     /// that `plugin(name)` would not resolve (a directory named `x.spec`, `a/b.sock` inside a
     /// directory not named `b`) are not listed.
+    ///
+    /// A directory unchanged since an earlier scan by this value (same device, inode, size,
+    /// link count, modification and change times, the change at least 2 s before that scan
+    /// read it) is not read again: its names and entry types are the ones listed then.
+    /// Symbolic links and sub-directories are looked at anew every time.
     pub fn scan(&self) -> Result<Vec<String>, DiscoveryError> {
         // Every listing first (sockets, then specs), so the names can be borrowed for the
-        // duplicate check and moved out at the end.
+        // duplicate check.
         let dirs: Vec<&PathBuf> = self.socket_dirs.iter().chain(&self.spec_dirs).collect();
-        let mut lists: Vec<Vec<Entry>> =
-            dirs.iter().map(|d| entries(d)).collect::<Result<_, _>>()?;
-        // What is listed: (listing, entry, length of the name), in lookup order.
-        let mut keep: Vec<(usize, usize, usize)> = Vec::new();
-        {
-            let total = lists.iter().map(Vec::len).sum();
-            let mut seen: HashSet<&str, BuildHasherDefault<NameHasher>> =
-                HashSet::with_capacity_and_hasher(total, Default::default());
-            for (l, (dir, list)) in dirs.iter().zip(&lists).enumerate() {
-                let sockets = l < self.socket_dirs.len();
-                for (i, e) in list.iter().enumerate() {
-                    let len = if sockets { e.socket_name(dir) } else { e.spec_name(dir) };
-                    if let Some(len) = len {
-                        if seen.insert(&e.file_name[..len]) {
-                            keep.push((l, i, len));
-                        }
+        let lists: Vec<Arc<[Entry]>> =
+            dirs.iter().map(|d| self.listings.get(d)).collect::<Result<_, _>>()?;
+        let total = lists.iter().map(|l| l.len()).sum();
+        let mut seen: HashSet<&str, BuildHasherDefault<NameHasher>> =
+            HashSet::with_capacity_and_hasher(total, Default::default());
+        let mut names = Vec::new();
+        for (l, (dir, list)) in dirs.iter().zip(&lists).enumerate() {
+            let sockets = l < self.socket_dirs.len();
+            for e in list.iter() {
+                let len = if sockets { e.socket_name(dir) } else { e.spec_name(dir) };
+                if let Some(len) = len {
+                    let name = &e.file_name[..len];
+                    if seen.insert(name) {
+                        names.push(name.to_owned());
                     }
                 }
             }
-        }
-        // Each name is its entry's file name cut to the stem: no copy.
-        let mut names = Vec::with_capacity(keep.len());
-        for (l, i, len) in keep {
-            let mut name = std::mem::take(&mut lists[l][i].file_name);
-            name.truncate(len);
-            names.push(name);
         }
         Ok(names)
     }
@@ -512,6 +514,110 @@ impl Hasher for NameHasher {
     }
 }
 
+/// How long a directory must have been unchanged before its listing is kept for reuse: far
+/// more than the file system clock's granularity, so a change made after the listing was
+/// read always gives the directory a different change time.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// The listings `scan` read, per directory, with the directory's identity at the time.
+#[derive(Default)]
+struct Listings(Mutex<Vec<Listing>>);
+
+struct Listing {
+    dir: PathBuf,
+    id: DirId,
+    entries: Arc<[Entry]>,
+}
+
+/// What changes whenever a directory's entries do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DirId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    nlink: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl DirId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        DirId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            nlink: meta.nlink(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the last change (`ctime`; `mtime` can be set back, `ctime` cannot) was
+    /// at least [`SETTLED`] before `now`.
+    fn settled(&self, now: SystemTime) -> bool {
+        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else { return false };
+        let nanos = |(s, ns): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(ns);
+        let now = now.as_nanos() as i128;
+        let settled = SETTLED.as_nanos() as i128;
+        nanos(self.ctime) + settled <= now && nanos(self.mtime) + settled <= now
+    }
+}
+
+impl Listings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Listing>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entries of `dir`: the kept listing while the directory is unchanged, else read.
+    fn get(&self, dir: &Path) -> Result<Arc<[Entry]>, DiscoveryError> {
+        // The clock is read before the directory: a change after this instant gives it a
+        // change time after `now - SETTLED`, so it cannot match a settled identity.
+        self.get_at(dir, SystemTime::now())
+    }
+
+    fn get_at(&self, dir: &Path, now: SystemTime) -> Result<Arc<[Entry]>, DiscoveryError> {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            // Missing, or unreadable: `entries` says which (and nothing is kept).
+            self.lock().retain(|l| l.dir != dir);
+            return entries(dir).map(Arc::from);
+        };
+        let id = DirId::of(&meta);
+        if let Some(l) = self.lock().iter().find(|l| l.dir == dir && l.id == id) {
+            return Ok(Arc::clone(&l.entries));
+        }
+        let list: Arc<[Entry]> = entries(dir)?.into();
+        let mut kept = self.lock();
+        kept.retain(|l| l.dir != dir);
+        if id.settled(now) {
+            kept.push(Listing { dir: dir.to_owned(), id, entries: Arc::clone(&list) });
+        }
+        Ok(list)
+    }
+}
+
+impl Clone for Listings {
+    /// A clone starts with nothing kept.
+    fn clone(&self) -> Self {
+        Listings::default()
+    }
+}
+
+impl PartialEq for Listings {
+    /// What is kept never changes what a scan returns.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Listings {}
+
+impl std::fmt::Debug for Listings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listings")
+    }
+}
+
 fn is_socket(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
 }
@@ -621,6 +727,43 @@ mod tests {
             spec_dirs_for_env(env(&[("ROOTLESSKIT_STATE_DIR", "/r")])),
             vec![PathBuf::from("/etc/docker/plugins"), PathBuf::from("/usr/lib/docker/plugins")]
         );
+    }
+
+    #[test]
+    fn listings_are_kept_only_once_settled_and_while_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.spec"), "unix:///a.sock").unwrap();
+        let kept = Listings::default();
+        let names = |l: &[Entry]| l.iter().map(|e| e.file_name.clone()).collect::<Vec<_>>();
+        // Changed just now: read, not kept.
+        let first = kept.get(dir.path()).unwrap();
+        assert_eq!(names(&first), ["a.spec"]);
+        assert!(kept.lock().is_empty());
+        // Seen as settled (the clock read later): kept, and reused while unchanged.
+        let later = SystemTime::now() + 2 * SETTLED;
+        let kept_once = kept.get_at(dir.path(), later).unwrap();
+        assert!(Arc::ptr_eq(&kept_once, &kept.get_at(dir.path(), later).unwrap()));
+        // A change gives the directory another identity (here its link count): read again.
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/b.spec"), "unix:///b.sock").unwrap();
+        let changed = kept.get_at(dir.path(), later + 2 * SETTLED).unwrap();
+        assert!(!Arc::ptr_eq(&kept_once, &changed));
+        assert_eq!(names(&changed), ["a.spec", "b"]);
+        assert_eq!(kept.lock().len(), 1, "one listing per directory");
+        // Gone: empty, and nothing kept for it.
+        drop(dir);
+        assert!(kept.get_at(Path::new("/nonexistent/dockplug"), later).unwrap().is_empty());
+        let reg = LocalRegistry::with_dirs(["/nonexistent/s"], ["/nonexistent/p"]);
+        assert_eq!(reg.clone(), reg, "what is kept never makes two registries differ");
+    }
+
+    #[test]
+    fn settled_means_changed_long_enough_ago() {
+        let at = |s: i64| DirId { dev: 1, ino: 2, size: 3, nlink: 4, mtime: (s, 0), ctime: (s, 5) };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert!(at(990).settled(now));
+        assert!(!at(999).settled(now));
+        assert!(!at(2_000).settled(now), "a change time in the future is never settled");
     }
 
     #[test]
