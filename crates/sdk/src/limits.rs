@@ -19,7 +19,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Bounds on what clients can hold of a [`Server`](crate::Server): set them with
@@ -125,6 +124,11 @@ const BUSY: u8 = 2;
 /// Where a connection is, as the watchdog sees it. A new connection starts in `HEAD`.
 /// Transitions: `IDLE` → `HEAD` (bytes of a request arrive), → `BUSY` (the headers are parsed and a call starts), → `IDLE` (the last
 /// call's reply has been handed to the connection).
+///
+/// Every transition happens while the connection's future is polled (in its reads and writes,
+/// its service and its reply bodies), and [`watch`] polls the [`Watchdog`] right after it in
+/// the same task: the state is only touched from one task, so relaxed atomics suffice, and a
+/// transition wakes nothing.
 pub(crate) struct ConnState {
     start: Instant,
     phase: AtomicU8,
@@ -134,7 +138,6 @@ pub(crate) struct ConnState {
     busy: AtomicU64,
     /// Milliseconds since `start` + 1 when a write started to block; 0 when none is.
     write_blocked: AtomicU64,
-    changed: Notify,
 }
 
 impl ConnState {
@@ -146,7 +149,6 @@ impl ConnState {
             since: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
-            changed: Notify::new(),
         })
     }
 
@@ -155,69 +157,96 @@ impl ConnState {
     }
 
     fn enter(&self, phase: u8) {
-        self.since.store(self.now_ms(), Ordering::SeqCst);
-        self.phase.store(phase, Ordering::SeqCst);
-        self.changed.notify_one();
+        self.since.store(self.now_ms(), Ordering::Relaxed);
+        self.phase.store(phase, Ordering::Relaxed);
     }
 
     /// A call starts; the returned guard ends it when the reply body is dropped.
     pub(crate) fn call(self: &Arc<Self>) -> CallGuard {
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.busy.fetch_add(1, Ordering::Relaxed);
         self.enter(BUSY);
         CallGuard(self.clone())
     }
 
     fn read_some(&self) {
-        if self.phase.load(Ordering::SeqCst) == IDLE {
+        if self.phase.load(Ordering::Relaxed) == IDLE {
             self.enter(HEAD);
         }
     }
 
     fn write_pending(&self, pending: bool) {
-        let was = self.write_blocked.load(Ordering::SeqCst);
+        let was = self.write_blocked.load(Ordering::Relaxed);
         if pending && was == 0 {
-            self.write_blocked.store(self.now_ms() + 1, Ordering::SeqCst);
-            self.changed.notify_one();
+            self.write_blocked.store(self.now_ms() + 1, Ordering::Relaxed);
         } else if !pending && was != 0 {
-            self.write_blocked.store(0, Ordering::SeqCst);
+            self.write_blocked.store(0, Ordering::Relaxed);
         }
     }
 
     /// The next deadline and what it bounds, or `None` when a call runs unblocked.
     fn deadline(&self, limits: &Limits) -> Option<(Instant, &'static str)> {
         let at = |ms: u64, d: Duration| self.start + Duration::from_millis(ms) + d;
-        let blocked = self.write_blocked.load(Ordering::SeqCst);
+        let blocked = self.write_blocked.load(Ordering::Relaxed);
         if blocked != 0 {
             return Some((at(blocked - 1, limits.write), "reply not read"));
         }
-        let since = self.since.load(Ordering::SeqCst);
-        match self.phase.load(Ordering::SeqCst) {
+        let since = self.since.load(Ordering::Relaxed);
+        match self.phase.load(Ordering::Relaxed) {
             IDLE => Some((at(since, limits.idle), "idle")),
             HEAD => Some((at(since, limits.header), "request headers not complete")),
             _ => None,
         }
     }
+}
 
-    /// Resolves when the connection breaks one of `limits`, with the reason.
-    pub(crate) async fn expired(&self, limits: Limits) -> &'static str {
+/// Resolves when the connection breaks one of its limits, with the reason.
+///
+/// Its timer is moved earlier when the deadline does (a request starting on an idle
+/// connection), never later: a deadline that moved on (the next request, the next reply)
+/// is found when the timer fires, which then waits for the new one. So a connection serving
+/// calls back to back touches the timer once per header timeout, not several times a call.
+pub(crate) struct Watchdog {
+    state: Arc<ConnState>,
+    limits: Limits,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The deadline the timer waits for; `None` once it has fired.
+    armed: Option<Instant>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(state: Arc<ConnState>, limits: Limits) -> Self {
+        let start = state.start;
+        Self { state, limits, timer: Box::pin(tokio::time::sleep_until(start)), armed: None }
+    }
+}
+
+impl Future for Watchdog {
+    type Output = &'static str;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'static str> {
+        let this = self.get_mut();
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Register before reading the state, so no change is missed.
-            changed.as_mut().enable();
-            match self.deadline(&limits) {
-                Some((deadline, reason)) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => {
-                            // Only if the state did not move meanwhile.
-                            if self.deadline(&limits).is_some_and(|(d, _)| d <= Instant::now()) {
-                                return reason;
-                            }
-                        }
-                        () = &mut changed => {}
-                    }
+            // A running call has no deadline; it ends while the connection is polled, and
+            // this is polled right after.
+            let Some((deadline, reason)) = this.state.deadline(&this.limits) else {
+                return Poll::Pending;
+            };
+            match this.armed {
+                Some(armed) if armed <= deadline => {}
+                _ => {
+                    this.timer.as_mut().reset(deadline);
+                    this.armed = Some(deadline);
                 }
-                None => changed.await,
+            }
+            match this.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    if deadline <= Instant::now() {
+                        return Poll::Ready(reason);
+                    }
+                    // The deadline moved on since the timer was set: wait for the new one.
+                    this.armed = None;
+                }
             }
         }
     }
@@ -228,7 +257,7 @@ pub(crate) struct CallGuard(Arc<ConnState>);
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.0.enter(IDLE);
         }
     }
@@ -343,12 +372,14 @@ where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    // The connection first: the watchdog reads the state it left (see `ConnState`).
     tokio::select! {
+        biased;
         r = conn => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended");
             }
         }
-        reason = state.expired(limits) => tracing::debug!(reason, "connection closed: over its limit"),
+        reason = Watchdog::new(state, limits) => tracing::debug!(reason, "connection closed: over its limit"),
     }
 }
