@@ -54,8 +54,10 @@ impl Reply {
     /// serialises to `null` becomes `{}`: dockerd rejects an empty body, and `{}` is the
     /// conventional empty reply.
     pub(crate) fn ok<T: Serialize>(value: &T) -> Reply {
-        match serde_json::to_vec(value) {
-            Ok(mut body) => {
+        // Room for a typical reply and its newline, so that neither grows the buffer.
+        let mut body = Vec::with_capacity(256);
+        match serde_json::to_writer(&mut body, value) {
+            Ok(()) => {
                 if body == b"null" {
                     body = b"{}".to_vec();
                 }
@@ -93,9 +95,10 @@ impl Reply {
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
-        if let Ok(v) = hyper::header::HeaderValue::from_str(VERSION_MIMETYPE) {
-            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-        }
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(VERSION_MIMETYPE),
+        );
         resp
     }
 }
@@ -155,7 +158,7 @@ pub(crate) fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T
 /// The table of methods a plugin serves, and the manifest that follows from it.
 #[derive(Default, Clone)]
 pub(crate) struct Router {
-    routes: BTreeMap<String, Handler>,
+    routes: BTreeMap<&'static str, Handler>,
     implements: Vec<&'static str>,
 }
 
@@ -174,12 +177,12 @@ impl Router {
 
     /// The methods served, sorted.
     pub(crate) fn methods(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+        self.routes.keys().copied()
     }
 
     /// Add a raw handler for `method`.
     pub(crate) fn raw(&mut self, method: &'static str, handler: Handler) {
-        self.routes.insert(method.to_owned(), handler);
+        self.routes.insert(method, handler);
     }
 
     /// Add a method that takes a JSON request `Req` and replies with `Resp`.
@@ -223,9 +226,9 @@ impl Router {
     }
 
     /// Find the handler of a request path (`/VolumeDriver.Create`).
-    pub(crate) fn handler(&self, path: &str) -> Option<(String, Handler)> {
+    pub(crate) fn handler(&self, path: &str) -> Option<(&'static str, &Handler)> {
         let method = dockplug_protocol::subsystem::method_name_of_path(path);
-        self.routes.get(method).map(|h| (method.to_owned(), h.clone()))
+        self.routes.get_key_value(method).map(|(m, h)| (*m, h))
     }
 }
 

@@ -336,17 +336,25 @@ fn spawn_conn<IO>(
 }
 
 async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Reply {
-    let path = req.uri().path().to_owned();
+    let (head, body) = req.into_parts();
+    let path = head.uri.path();
     // A declared length past the limit is refused before a byte of it is read.
-    if req.body().size_hint().lower() > limits.body_bytes as u64 {
+    if body.size_hint().lower() > limits.body_bytes as u64 {
         return Reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKey::Err,
             &format!("{path}: read request body: length limit exceeded"),
         );
     }
-    let read = Limited::new(req.into_body(), limits.body_bytes).collect();
-    let body = match tokio::time::timeout(limits.body, read).await {
+    let read = Limited::new(body, limits.body_bytes).collect();
+    // A body that arrived with its headers (the usual case) needs no timer.
+    let mut read = std::pin::pin!(read);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    let read = match first {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => tokio::time::timeout(limits.body, read).await,
+    };
+    let body = match read {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) => {
             let status = if e.is::<http_body_util::LengthLimitError>() {
@@ -364,7 +372,7 @@ async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Rep
             );
         }
     };
-    dispatch(router, &path, body).await
+    dispatch(router, path, body).await
 }
 
 /// A handler's future, polled with panics caught: a panic becomes `Err` with its payload.
@@ -402,7 +410,7 @@ async fn dispatch(router: &Router, path: &str, body: Bytes) -> Reply {
             &format!("{method}: method not implemented by this plugin"),
         );
     };
-    tracing::debug!(%method, "call");
+    tracing::debug!(method, "call");
     match CatchUnwind(handler(body)).await {
         Ok(reply) => reply,
         Err(panic) => {
@@ -411,7 +419,7 @@ async fn dispatch(router: &Router, path: &str, body: Bytes) -> Reply {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            tracing::error!(%method, error = %e, "handler panicked");
+            tracing::error!(method, error = %e, "handler panicked");
             Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorKey::ErrAndError,
