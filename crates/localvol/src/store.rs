@@ -72,8 +72,9 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
 /// What is recorded of one volume.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// Creation time, RFC 3339.
-    pub created_at: String,
+    /// Creation time, RFC 3339 (a text that does not parse reads as none).
+    #[serde(default, deserialize_with = "lenient_time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// Owner uid given at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
@@ -88,6 +89,11 @@ pub struct Record {
     pub mounts: BTreeSet<String>,
 }
 
+fn lenient_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text.and_then(|t| Timestamp::parse(&t).ok()))
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     volumes: BTreeMap<String, Record>,
@@ -98,6 +104,8 @@ struct State {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// `<root>/volumes` as text, the prefix of every mount point in a reply.
+    volumes_dir: String,
     state: RwLock<State>,
 }
 
@@ -150,7 +158,8 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(io("read", &file)(e)),
         };
-        Ok(Store { root, state: RwLock::new(state) })
+        let volumes_dir = root.join("volumes").display().to_string();
+        Ok(Store { root, volumes_dir, state: RwLock::new(state) })
     }
 
     /// The root directory (absolute).
@@ -216,7 +225,7 @@ impl Store {
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
         let record = Record {
-            created_at: Timestamp::from_unix_nanos(now).as_str().to_owned(),
+            created_at: Some(Timestamp::from_unix_nanos(now)),
             uid: o.uid,
             gid: o.gid,
             mode: o.mode,
@@ -258,8 +267,13 @@ impl Store {
     }
 
     fn volume(&self, name: &str, record: &Record, with_status: bool) -> Volume {
-        let mut v = Volume::new(name, self.mountpoint(name).display().to_string());
-        v.created_at = Timestamp::parse(&record.created_at).ok();
+        // What `mountpoint(name).display()` gives, without a path join per call.
+        let mut mountpoint = String::with_capacity(self.volumes_dir.len() + 1 + name.len());
+        mountpoint.push_str(&self.volumes_dir);
+        mountpoint.push('/');
+        mountpoint.push_str(name);
+        let mut v = Volume::new(name, mountpoint);
+        v.created_at.clone_from(&record.created_at);
         if with_status {
             let mut status = serde_json::Map::new();
             status.insert("mounts".into(), record.mounts.len().into());
@@ -379,7 +393,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.create("v", &opts(&[])).unwrap();
-        assert_eq!(store.try_get("v").unwrap().unwrap(), store.get("v").unwrap());
+        let v = store.try_get("v").unwrap().unwrap();
+        assert_eq!(v, store.get("v").unwrap());
+        assert_eq!(v.mountpoint, store.mountpoint("v").display().to_string());
         assert!(matches!(store.try_get("w"), Some(Err(StoreError::NoSuchVolume(_)))));
         assert_eq!(store.try_list().unwrap(), store.list());
         let writing = store.lock();
@@ -426,6 +442,23 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(store.mountpoint("owned")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (me, my_gid));
+    }
+
+    #[test]
+    fn creation_times_are_kept_as_written_and_a_bad_one_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = r#"{"volumes":{"a":{"created_at":"2024-05-01T12:00:00.5Z","mounts":[]},"b":{"created_at":"","mounts":[]}}}"#;
+        std::fs::write(dir.path().join(STATE_FILE), state).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.get("a").unwrap().created_at.unwrap();
+        assert_eq!(a.as_str(), "2024-05-01T12:00:00.5Z");
+        assert_eq!(store.get("b").unwrap().created_at, None);
+        store.create("c", &opts(&[])).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATE_FILE)).unwrap()).unwrap();
+        assert_eq!(saved["volumes"]["a"]["created_at"], "2024-05-01T12:00:00.5Z");
+        let c = store.get("c").unwrap().created_at.unwrap();
+        assert_eq!(saved["volumes"]["c"]["created_at"], c.as_str());
     }
 
     #[test]
