@@ -201,12 +201,16 @@ impl<E: Executor> Manager<E> {
         granted: &[PluginPrivilege],
         progress: &dyn Progress,
     ) -> Result<(Resolved, PluginConfig, PathBuf), ManagerError> {
+        let name = full_string(remote);
+        let mut steps = Steps::start("fetch", &name);
         let resolved = registry.resolve(remote, auth, progress).await?;
+        steps.step("manifest and config fetched");
         let config = PluginConfig::from_slice(&resolved.config)?;
         validate_privileges(&compute_privileges(&config), granted)?;
         let suffix = fsutil::random_suffix().map_err(ManagerError::io("read", "/dev/urandom"))?;
         let staging = self.inner.config.root.join("tmp").join(format!(".rootfs{suffix}"));
         let result = self.fetch_into(registry, remote, auth, &resolved, progress, &staging).await;
+        steps.step("layers fetched and applied, blobs stored");
         if let Err(e) = result {
             let _ = fsutil::remove_dir_if_exists(&staging);
             return Err(e);
@@ -224,6 +228,32 @@ impl<E: Executor> Manager<E> {
         staging: &Path,
     ) -> Result<(), ManagerError> {
         fsutil::mkdir_all(staging, 0o755).map_err(ManagerError::io("mkdir", staging))?;
+        // The config and manifest are known already: stored (two fsyncs) while the layers
+        // download. A pull that fails leaves them unreferenced, for the next GC.
+        let blobs = self.inner.blobs.clone();
+        let (config_blob, manifest) = (resolved.config.clone(), resolved.manifest.clone());
+        let small = ManagerError::blocking("store the config and manifest blobs", move || {
+            blobs.put(&config_blob)?;
+            blobs.put(&manifest)?;
+            Ok(())
+        });
+        let (layers, small) = tokio::join!(
+            self.fetch_layers(registry, remote, auth, resolved, progress, staging),
+            small
+        );
+        layers.and(small)
+    }
+
+    /// Fetches each layer into the blob store while applying it, in order, onto `staging`.
+    async fn fetch_layers<D: Distribution>(
+        &self,
+        registry: &D,
+        remote: &Reference,
+        auth: &AuthConfig,
+        resolved: &Resolved,
+        progress: &dyn Progress,
+        staging: &Path,
+    ) -> Result<(), ManagerError> {
         for layer in &resolved.parsed.layers {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             let dir = staging.to_path_buf();
@@ -238,14 +268,7 @@ impl<E: Executor> Manager<E> {
             fetched?;
             applied?;
         }
-        let blobs = self.inner.blobs.clone();
-        let (config_blob, manifest) = (resolved.config.clone(), resolved.manifest.clone());
-        ManagerError::blocking("store the config and manifest blobs", move || {
-            blobs.put(&config_blob)?;
-            blobs.put(&manifest)?;
-            Ok(())
-        })
-        .await
+        Ok(())
     }
 }
 
