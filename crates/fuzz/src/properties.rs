@@ -22,6 +22,8 @@ use crate::target;
 const CASES: u32 = 8_000;
 /// Wall-clock budget per target.
 const BUDGET: Duration = Duration::from_secs(3);
+/// Cases drawn by one proptest runner; the budget is checked between runners.
+const CHUNK: u32 = 250;
 
 pub(crate) fn corpus_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(name)
@@ -550,24 +552,32 @@ fn check(name: &str) {
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)),
     };
-    let mut seed_bytes = [0u8; 32];
-    for (i, chunk) in seed_bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&seed.rotate_left(i as u32 * 16).to_le_bytes());
-    }
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let config = Config { cases: CASES, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    // In chunks, so that the budget stops generation too (one runner would draw all its
+    // cases even once the budget is spent); each chunk's cases run in full, so a failure
+    // is shrunk as usual.
     let started = Instant::now();
     let ran = std::cell::Cell::new(0u32);
-    let result = runner.run(&strategy, |input| {
-        if started.elapsed() < BUDGET {
-            ran.set(ran.get() + 1);
-            (t.run)(&input);
+    let mut chunk: u64 = 0;
+    while ran.get() < CASES && started.elapsed() < BUDGET {
+        let mut seed_bytes = [0u8; 32];
+        let chunk_seed = seed ^ chunk.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for (i, bytes) in seed_bytes.chunks_mut(8).enumerate() {
+            bytes.copy_from_slice(&chunk_seed.rotate_left(i as u32 * 16).to_le_bytes());
         }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("target {name}: {e}");
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let config = Config { cases: CHUNK, failure_persistence: None, ..Config::default() };
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let result = runner.run(&strategy, |input| {
+            if started.elapsed() < BUDGET {
+                ran.set(ran.get() + 1);
+                (t.run)(&input);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("target {name} (chunk {chunk}): {e}");
+        }
+        chunk += 1;
     }
     let ran = ran.get();
     eprintln!("fuzz property {name}: {ran} cases in {:.1?}", started.elapsed());
