@@ -6,7 +6,9 @@
 //! links) would land in the sandbox, so the invariant is checked by listing it afterwards:
 //! nothing exists there but what the manager created itself, the canary stays empty, a
 //! refused context leaves nothing in `<root>/tmp`, and a created plugin can be inspected and
-//! has every symlink of its rootfs pointing inside it.
+//! has every symlink of its rootfs pointing inside it. An uncompressed context whose tar
+//! header checksums are wrong runs a second time with them fixed, so that libFuzzer's
+//! mutations of names and links get past the checksum.
 
 use std::io::Cursor;
 use std::os::unix::fs::FileTypeExt;
@@ -111,6 +113,54 @@ fn check_rootfs(rootfs: &Path) {
 /// The target: see the module documentation.
 pub fn build_context(data: &[u8]) {
     run(data);
+    if let Some(fixed) = with_checksums_fixed(data) {
+        run(&fixed);
+    }
+}
+
+/// An uncompressed `data` with the checksum of every tar header recomputed, or `None` when
+/// none was wrong (or the input is gzip). A byte mutation almost always breaks a header's
+/// checksum, which the `tar` crate refuses at once; run again with the checksums fixed, the
+/// mutated names, link targets, types and sizes reach the extraction.
+fn with_checksums_fixed(data: &[u8]) -> Option<Vec<u8>> {
+    const BLOCK: usize = 512;
+    if data.starts_with(&[0x1f, 0x8b]) {
+        return None;
+    }
+    let mut out = data.to_vec();
+    let mut changed = false;
+    let mut at = 0usize;
+    while let Some(block) = out.get_mut(at..at + BLOCK) {
+        // A zero block ends the archive for the `tar` crate.
+        if block.iter().all(|&b| b == 0) {
+            break;
+        }
+        let sum: u32 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) })
+            .sum();
+        let field = format!("{sum:06o}\0 ");
+        if block[148..156] != *field.as_bytes() {
+            block[148..156].copy_from_slice(field.as_bytes());
+            changed = true;
+        }
+        // The entry's data follows in whole blocks; a size that is not octal ends the walk.
+        let size = std::str::from_utf8(&block[124..136])
+            .ok()
+            .map(|t| t.trim_matches([' ', '\0']))
+            .and_then(|t| if t.is_empty() { Some(0) } else { u64::from_str_radix(t, 8).ok() })
+            .and_then(|n| usize::try_from(n).ok());
+        let Some(next) = size
+            .and_then(|n| n.checked_add(BLOCK - 1))
+            .map(|n| n / BLOCK * BLOCK)
+            .and_then(|n| n.checked_add(at + BLOCK))
+        else {
+            break;
+        };
+        at = next;
+    }
+    changed.then_some(out)
 }
 
 /// Runs one context; whether a plugin was created.
@@ -157,7 +207,31 @@ fn run(data: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::run;
+    use super::{run, with_checksums_fixed};
+
+    /// A mutated header gets its checksum back, and the `tar` crate then reads every entry;
+    /// an intact archive and a gzip stream are left alone.
+    #[test]
+    fn mutated_headers_get_their_checksums_fixed() {
+        let plain = std::fs::read(crate::properties::corpus_dir("build_context").join("plain.tar"))
+            .expect("a seed");
+        assert_eq!(with_checksums_fixed(&plain), None);
+        assert_eq!(with_checksums_fixed(&[0x1f, 0x8b, 8, 0]), None);
+        let mut mutated = plain.clone();
+        mutated[0] ^= 0x20;
+        let entries = |data: &[u8]| -> Result<usize, std::io::Error> {
+            let mut archive = tar::Archive::new(data);
+            let mut n = 0;
+            for entry in archive.entries()? {
+                entry?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        assert!(entries(&mutated).is_err(), "the mutation breaks the checksum");
+        let fixed = with_checksums_fixed(&mutated).expect("a checksum was wrong");
+        assert_eq!(entries(&fixed).expect("fixed"), entries(&plain).expect("intact"));
+    }
 
     /// The seeds reach both outcomes: the target checks created plugins, not only refusals.
     #[test]
