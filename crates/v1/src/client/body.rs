@@ -32,17 +32,27 @@ pub(super) fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
-/// `/<Method>`, checked to be a valid URL path.
-pub(super) fn path_of(method: &str) -> Result<String, CallError> {
-    let path = if method.starts_with('/') { method.to_owned() } else { format!("/{method}") };
-    match path.parse::<http::uri::PathAndQuery>() {
-        Ok(_) if !method.trim_start_matches('/').is_empty() => Ok(path),
-        _ => Err(CallError::InvalidMethod { method: method.to_owned() }),
+/// The request target `/<Method>`, checked and parsed once per call.
+pub(super) fn target_of(method: &str) -> Result<http::Uri, CallError> {
+    let invalid = || CallError::InvalidMethod { method: method.to_owned() };
+    if method.trim_start_matches('/').is_empty() {
+        return Err(invalid());
+    }
+    let mut path = String::with_capacity(method.len() + 1);
+    if !method.starts_with('/') {
+        path.push('/');
+    }
+    path.push_str(method);
+    // An origin-form target parses as a path and query only; anything else is refused.
+    match http::Uri::from_maybe_shared(Bytes::from(path)) {
+        Ok(uri) if uri.scheme().is_none() && uri.authority().is_none() => Ok(uri),
+        _ => Err(invalid()),
     }
 }
 
 pub(super) fn encode<A: Serialize + ?Sized>(method: &str, args: &A) -> Result<Bytes, CallError> {
-    let mut v = serde_json::to_vec(args)
+    let mut v = Vec::with_capacity(128);
+    serde_json::to_writer(&mut v, args)
         .map_err(|source| CallError::Encode { method: method.to_owned(), source })?;
     // Moby's encoder ends the body with a newline; some plugins read line by line.
     v.push(b'\n');
@@ -297,9 +307,16 @@ mod tests {
         let n: Option<u8> = decode("m", b"  \n").unwrap();
         assert_eq!(n, None);
         assert!(matches!(decode::<u8>("m", b"garbage"), Err(CallError::Decode { .. })));
-        assert!(path_of("").is_err());
-        assert!(path_of("bad method").is_err());
-        assert_eq!(path_of("Plugin.Activate").unwrap(), "/Plugin.Activate");
+        for bad in ["", "/", "//", "bad method", "a\nb"] {
+            assert!(target_of(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(target_of("Plugin.Activate").unwrap(), "/Plugin.Activate");
+        assert_eq!(target_of("/Plugin.Activate").unwrap(), "/Plugin.Activate");
+        assert_eq!(target_of("A.B?x=1").unwrap().query(), Some("x=1"));
+        // A method that looks like a URL is still a path on the plugin.
+        let u = target_of("http://h/x").unwrap();
+        assert!(u.authority().is_none());
+        assert_eq!(u.path(), "/http://h/x");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use http::header::{
     ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION,
     USER_AGENT as USER_AGENT_HEADER,
 };
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use rustls::pki_types::ServerName;
@@ -66,7 +66,7 @@ use pool::Pool;
 /// own with [`ClientBuilder::user_agent`].)
 pub const USER_AGENT: &str = concat!("dockplug/", env!("CARGO_PKG_VERSION"));
 
-use body::{decode, encode, full, is_gzip, path_of, read_limited, Body, Inflate, ReaderBody};
+use body::{decode, encode, full, is_gzip, read_limited, target_of, Body, Inflate, ReaderBody};
 use error::{check_status, plugin_error};
 use retry::Resend;
 
@@ -177,7 +177,11 @@ impl ClientBuilder {
         };
         let host = HeaderValue::from_str(self.addr.host_header())
             .map_err(|_| AddressError::BadHost { addr: self.addr.to_string() })?;
-        let proxy = self.proxy.unwrap_or_else(ProxyConfig::from_env).proxy_for(&self.addr)?;
+        // A unix socket never goes through a proxy: the environment is not even read.
+        let proxy = match (self.addr.unix_path(), self.proxy) {
+            (Some(_), _) => None,
+            (None, config) => config.unwrap_or_else(ProxyConfig::from_env).proxy_for(&self.addr)?,
+        };
         let proxy_authorization = match proxy.as_ref().and_then(Proxy::authorization) {
             Some(a) => Some(HeaderValue::from_str(a).map_err(|_| ProxyError::Invalid {
                 value: proxy.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -190,13 +194,25 @@ impl ClientBuilder {
         // Go's transport asks for gzip on TCP and decompresses the reply itself; over unix
         // sockets Moby turns compression off (`go-connections` `sockets.ConfigureTransport`).
         let gzip = self.addr.unix_path().is_none();
+        // Every request's headers, in the order they are sent; `Content-Length` is set per
+        // call (and removed for a streamed body).
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(HOST, host.clone());
+        headers.insert(USER_AGENT_HEADER, user_agent.clone());
+        headers.insert(ACCEPT, HeaderValue::from_static(VERSION_MIMETYPE));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        if gzip {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if let (Some(auth), None) = (&proxy_authorization, &tls) {
+            headers.insert(PROXY_AUTHORIZATION, auth.clone());
+        }
         Ok(Client {
             inner: Arc::new(Inner {
-                host,
+                headers,
                 addr: self.addr,
                 tls,
                 proxy,
-                proxy_authorization,
                 user_agent,
                 gzip,
                 pool: Pool::new(self.max_idle, self.idle_timeout),
@@ -233,11 +249,11 @@ impl fmt::Debug for Client {
 
 struct Inner {
     addr: Address,
-    host: HeaderValue,
+    /// The headers every request carries (see [`ClientBuilder::build`]).
+    headers: HeaderMap,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     /// The proxy this address is reached through, from the builder's [`ProxyConfig`].
     proxy: Option<Proxy>,
-    proxy_authorization: Option<HeaderValue>,
     user_agent: HeaderValue,
     /// Whether to ask for gzip and decompress replies (TCP, as Go's transport does).
     gzip: bool,
@@ -319,12 +335,12 @@ impl Client {
         body: Option<Bytes>,
         opts: CallOptions,
     ) -> Result<Bytes, CallError> {
-        let path = path_of(method)?;
+        let target = target_of(method)?;
         let body = body.unwrap_or_default();
         let limit = self.inner.max_response_bytes;
         let inner = &self.inner;
         self.bounded(method, opts, async {
-            let (resp, sender) = inner.send_buffered(method, &path, body).await?;
+            let (resp, sender) = inner.send_buffered(method, &target, body).await?;
             let status = resp.status();
             let bytes = read_limited(method, &inner.addr, resp, inner.gzip, limit).await?;
             inner.checkin(sender);
@@ -350,11 +366,11 @@ impl Client {
         args: &A,
         opts: CallOptions,
     ) -> Result<ByteStream, CallError> {
-        let path = path_of(method)?;
+        let target = target_of(method)?;
         let body = encode(method, args)?;
         let inner = &self.inner;
         let (resp, sender) =
-            self.bounded(method, opts, inner.send_buffered(method, &path, body)).await?;
+            self.bounded(method, opts, inner.send_buffered(method, &target, body)).await?;
         let status = resp.status();
         if status != StatusCode::OK {
             let bytes = read_limited(method, &inner.addr, resp, inner.gzip, 1 << 20).await?;
@@ -394,13 +410,13 @@ impl Client {
         R: AsyncRead + Send + Unpin + 'static,
         T: DeserializeOwned,
     {
-        let path = path_of(method)?;
+        let target = target_of(method)?;
         let inner = &self.inner;
         let body = ReaderBody::new(reader).boxed_unsync();
-        let req = inner.request(&path, body, None);
+        let req = inner.request(&target, body, None);
         let reply = self
             .bounded(method, opts, async {
-                let (resp, sender) = inner.send(method, &path, req, Resend::OnlyUnsent).await?;
+                let (resp, sender) = inner.send(method, &target, req, Resend::OnlyUnsent).await?;
                 let status = resp.status();
                 let limit = inner.max_response_bytes;
                 let bytes = read_limited(method, &inner.addr, resp, inner.gzip, limit).await?;
@@ -431,38 +447,32 @@ impl Inner {
     async fn send_buffered(
         &self,
         method: &str,
-        path: &str,
+        target: &Uri,
         body: Bytes,
     ) -> Result<(http::Response<hyper::body::Incoming>, SendRequest<Body>), CallError> {
-        let req = self.request(path, full(body.clone()), Some(body.len()));
-        self.send(method, path, req, Resend::Whole(body)).await
+        let req = self.request(target, full(body.clone()), Some(body.len()));
+        self.send(method, target, req, Resend::Whole(body)).await
     }
 
-    pub(super) fn request(&self, path: &str, body: Body, len: Option<usize>) -> Request<Body> {
+    /// The request for `target` (from `target_of`): the client's headers, the body's length
+    /// when it is known.
+    pub(super) fn request(&self, target: &Uri, body: Body, len: Option<usize>) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = http::Method::POST;
-        // `path` was validated by `path_of`. Through a proxy (not a tunnel), the request
-        // names the plugin in absolute form, as Go's transport writes it.
-        let target = match (&self.proxy, self.tls.is_some()) {
-            (Some(_), false) => format!("http://{}{path}", self.addr.host_header()),
-            _ => path.to_owned(),
+        // Through a proxy (not a tunnel), the request names the plugin in absolute form, as
+        // Go's transport writes it.
+        *req.uri_mut() = match (&self.proxy, self.tls.is_some()) {
+            (Some(_), false) => format!("http://{}{target}", self.addr.host_header())
+                .parse()
+                .unwrap_or_else(|_| target.clone()),
+            _ => target.clone(),
         };
-        if let Ok(uri) = target.parse() {
-            *req.uri_mut() = uri;
-        }
         let h = req.headers_mut();
-        h.insert(HOST, self.host.clone());
-        h.insert(USER_AGENT_HEADER, self.user_agent.clone());
-        h.insert(ACCEPT, HeaderValue::from_static(VERSION_MIMETYPE));
-        if let Some(len) = len {
-            h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        }
-        if self.gzip {
-            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        if let (Some(auth), false) = (&self.proxy_authorization, self.tls.is_some()) {
-            h.insert(PROXY_AUTHORIZATION, auth.clone());
-        }
+        *h = self.headers.clone();
+        match len {
+            Some(len) => h.insert(CONTENT_LENGTH, HeaderValue::from(len)),
+            None => h.remove(CONTENT_LENGTH),
+        };
         req
     }
 }

@@ -119,16 +119,18 @@ impl Inner {
     ) -> Result<(Response<Incoming>, SendRequest<Body>), AttemptError> {
         let pooled = if fresh { None } else { self.pool.checkout() };
         let mut reused = pooled.is_some();
+        // Opening a connection is boxed: its future (TLS, proxy tunnel) is large, and every
+        // call would otherwise carry and move it.
         let mut sender = match pooled {
             Some(s) => s,
-            None => match self.connect().await {
+            None => match Box::pin(self.connect()).await {
                 Ok(s) => s,
                 Err(e) => return Err(AttemptError::Connect(e, Some(req))),
             },
         };
         if sender.ready().await.is_err() {
             reused = false;
-            sender = match self.connect().await {
+            sender = match Box::pin(self.connect()).await {
                 Ok(s) => s,
                 Err(e) => return Err(AttemptError::Connect(e, Some(req))),
             };

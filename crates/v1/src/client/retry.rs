@@ -114,11 +114,11 @@ pub(super) enum AttemptError {
 }
 
 impl Inner {
-    /// Send `req` to `path`, retrying connection failures per the policy as `resend` allows.
+    /// Send `req` to `target`, retrying connection failures per the policy as `resend` allows.
     pub(super) async fn send(
         &self,
         method: &str,
-        path: &str,
+        target: &http::Uri,
         mut req: Request<Body>,
         resend: Resend,
     ) -> Result<(Response<Incoming>, SendRequest<Body>), CallError> {
@@ -135,7 +135,7 @@ impl Inner {
             };
             req = match (&resend, back) {
                 (Resend::Whole(body), _) => {
-                    self.request(path, full(body.clone()), Some(body.len()))
+                    self.request(target, full(body.clone()), Some(body.len()))
                 }
                 (Resend::OnlyUnsent, Some(back)) => back,
                 (Resend::OnlyUnsent, None) => return Err(err),
