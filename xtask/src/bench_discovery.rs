@@ -81,7 +81,8 @@ struct Samples {
     getall: Vec<f64>,
 }
 
-fn field(line: &str, key: &str) -> Result<f64> {
+/// The number after `"key":` in a JSON line of numbers.
+pub(crate) fn field(line: &str, key: &str) -> Result<f64> {
     let pat = format!("\"{key}\":");
     let at = line.find(&pat).with_context(|| format!("no {key} in {line:?}"))?;
     let rest = &line[at + pat.len()..];
