@@ -221,6 +221,9 @@ pub(crate) fn chown(path: &Path, header: &Header) {
 struct Compressor {
     chunk: Vec<u8>,
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks the thread is done with, filled again instead of allocated: a fresh 256 KiB
+    /// buffer per chunk cost a page fault per 4 KiB on both threads.
+    spent: std::sync::mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<io::Result<BlobWriter>>>,
 }
 
@@ -229,19 +232,28 @@ const CHUNK: usize = 256 * 1024;
 impl Compressor {
     fn start(blob: BlobWriter, root: &Path) -> Result<Compressor, ContextError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (give_back, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let thread = std::thread::Builder::new()
             .name("layer-gzip".to_owned())
             .spawn(move || {
                 let mut gz = GzEncoder::new(blob, flate2::Compression::fast());
-                for chunk in rx {
+                for mut chunk in rx {
                     gz.write_all(&chunk)?;
+                    chunk.clear();
+                    // At most 4 wait to be reused; more (never, with 4 in flight) are dropped.
+                    let _ = give_back.try_send(chunk);
                 }
                 gz.finish()
             })
             .map_err(|source| {
                 ContextError::Blob(BlobError::Io { path: root.to_owned(), source })
             })?;
-        Ok(Compressor { chunk: Vec::with_capacity(CHUNK), tx: Some(tx), thread: Some(thread) })
+        Ok(Compressor {
+            chunk: Vec::with_capacity(CHUNK),
+            tx: Some(tx),
+            spent,
+            thread: Some(thread),
+        })
     }
 
     /// The compressing thread's own result (its error, or a panic as an error).
@@ -257,7 +269,8 @@ impl Compressor {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let next = self.spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.chunk, next);
         let sent = self.tx.as_ref().map(|tx| tx.send(chunk).is_ok()).unwrap_or(false);
         if sent {
             return Ok(());
@@ -298,6 +311,26 @@ impl Write for Compressor {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A reader that writes what it reads to `to` as well, remembering which side failed.
+struct Tee<'a, R: Read> {
+    from: &'a mut R,
+    to: File,
+    read_failed: bool,
+    write: Option<io::Error>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.from.read(buf).inspect_err(|_| self.read_failed = true)?;
+        if let Err(e) = self.to.write_all(&buf[..n]) {
+            let reported = io::Error::new(e.kind(), e.to_string());
+            self.write = Some(e);
+            return Err(reported);
+        }
+        Ok(n)
     }
 }
 
@@ -407,13 +440,31 @@ fn extract_into(
                 }
                 ensure_parents(root, &rel, &raw)?;
                 clear_slot(&dest, false)?;
-                let mut f = OpenOptions::new()
+                let f = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .open(&dest)
                     .map_err(werr)?;
-                io::copy(&mut entry, &mut f).map_err(|source| ContextError::Read { source })?;
+                // The content goes to the file and into the layer in one pass (the entry's
+                // size is the header's; the tar reader stops at it).
+                header.set_size(entry.size());
+                let mut tee = Tee { from: &mut entry, to: f, read_failed: false, write: None };
+                let appended = layer.append_data(&mut header, &rel, &mut tee);
+                let Tee { to: f, read_failed, write, .. } = tee;
+                match (appended, write) {
+                    (Ok(()), _) => {}
+                    (Err(_), Some(source)) => return Err(werr(source)),
+                    (Err(source), None) if read_failed => {
+                        return Err(ContextError::Read { source })
+                    }
+                    (Err(source), None) => {
+                        return Err(ContextError::Blob(BlobError::Io {
+                            path: dest.clone(),
+                            source,
+                        }))
+                    }
+                }
                 drop(f);
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
                     .map_err(werr)?;
@@ -423,11 +474,6 @@ fn extract_into(
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(werr)?;
                 }
                 crate::failpoint::hit("extract:file", &dest).map_err(werr)?;
-                let file = File::open(&dest).map_err(werr)?;
-                header.set_size(file.metadata().map_err(werr)?.len());
-                layer.append_data(&mut header, &rel, file).map_err(|source| {
-                    ContextError::Blob(BlobError::Io { path: dest.clone(), source })
-                })?;
             }
             EntryType::Symlink => {
                 let target = entry
