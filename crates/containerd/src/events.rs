@@ -4,8 +4,11 @@
 //!
 //! A subscription only counts as made once its first message has arrived (containerd sends
 //! no response headers before the first event), so right after subscribing we publish a
-//! marker event of our own (topic `SYNC_TOPIC`) until it comes back. Only then is the task
-//! list read: every exit is either seen on the stream or found by the reconciliation.
+//! marker event of our own (topic `SYNC_TOPIC`) until it comes back, also after the stream
+//! has answered with something else (an exit arriving first does not mean a marker is on
+//! its way: those published before containerd registered the subscription are gone). Only
+//! then is the task list read: every exit is either seen on the stream or found by the
+//! reconciliation.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -103,31 +106,88 @@ async fn subscribe(conn: &Connection) -> Result<(Streaming<Envelope>, Vec<Envelo
     let request = conn.streaming(SubscribeRequest { filters });
     let subscribing = events.subscribe(request);
     tokio::pin!(subscribing);
-    let mut ticker = tokio::time::interval(SYNC_EVERY);
-    let mut published = 0u32;
+    let mut markers = Markers { conn, ticker: tokio::time::interval(SYNC_EVERY), published: 0 };
     let mut stream = loop {
         tokio::select! {
             answered = &mut subscribing => {
                 break answered.map_err(|s| Error::rpc("subscribe to events", ns, s))?.into_inner();
             }
-            _ = ticker.tick() => {
-                // Bounded: containerd that takes this long to answer is treated as down.
-                if published >= MAX_MARKERS {
-                    return Err(Error::events(ns, EventsEnded::Unconfirmed { published }));
-                }
-                published += 1;
-                publish_marker(conn).await?;
-            }
+            _ = markers.ticker.tick() => markers.publish().await?,
         }
     };
-    // Read up to the first marker; exits seen on the way are kept for the caller.
+    let early = await_marker(&mut stream, &mut markers, ns).await?;
+    Ok((stream, early))
+}
+
+/// What [`await_marker`] reads from: the subscription (a fake in unit tests).
+pub(crate) trait EventSource {
+    /// The next envelope, `None` once the stream has ended.
+    async fn next(&mut self) -> Result<Option<Envelope>, tonic::Status>;
+}
+
+impl EventSource for Streaming<Envelope> {
+    async fn next(&mut self) -> Result<Option<Envelope>, tonic::Status> {
+        // Cancel-safe: the stream keeps its state between polls.
+        self.message().await
+    }
+}
+
+/// Where [`await_marker`] publishes its markers (a fake in unit tests).
+pub(crate) trait MarkerSink {
+    /// Waits for the next tick and publishes one marker, failing once there were too many.
+    async fn publish_next(&mut self) -> Result<(), Error>;
+}
+
+/// Marker publication for one subscription, bounded to `MAX_MARKERS` in all.
+struct Markers<'a> {
+    conn: &'a Connection,
+    ticker: tokio::time::Interval,
+    published: u32,
+}
+
+impl Markers<'_> {
+    async fn publish(&mut self) -> Result<(), Error> {
+        // Bounded: containerd that takes this long to answer is treated as down.
+        if self.published >= MAX_MARKERS {
+            let published = self.published;
+            return Err(Error::events(
+                self.conn.namespace(),
+                EventsEnded::Unconfirmed { published },
+            ));
+        }
+        self.published += 1;
+        publish_marker(self.conn).await
+    }
+}
+
+impl MarkerSink for Markers<'_> {
+    async fn publish_next(&mut self) -> Result<(), Error> {
+        self.ticker.tick().await;
+        self.publish().await
+    }
+}
+
+/// Reads the subscription up to the first marker of ours and returns the exits seen on the
+/// way, publishing markers meanwhile. The subscription may answer first with an exit (a
+/// plugin dying just as containerd registered it), and markers published before containerd
+/// registered the subscription never come back: publishing only until it answers would wait
+/// for a marker that never comes, holding that exit. If this fails, the exits already read
+/// are dropped with the stream; the reconciliation after the next subscription finds them.
+pub(crate) async fn await_marker(
+    stream: &mut impl EventSource,
+    markers: &mut impl MarkerSink,
+    namespace: &str,
+) -> Result<Vec<Envelope>, Error> {
     let mut early = Vec::new();
     loop {
-        match stream.message().await {
-            Ok(Some(envelope)) if envelope.topic == SYNC_TOPIC => return Ok((stream, early)),
-            Ok(Some(envelope)) => early.push(envelope),
-            Ok(None) => return Err(Error::events(ns, EventsEnded::Closed)),
-            Err(s) => return Err(Error::rpc("subscribe to events", ns, s)),
+        tokio::select! {
+            next = stream.next() => match next {
+                Ok(Some(envelope)) if envelope.topic == SYNC_TOPIC => return Ok(early),
+                Ok(Some(envelope)) => early.push(envelope),
+                Ok(None) => return Err(Error::events(namespace, EventsEnded::Closed)),
+                Err(s) => return Err(Error::rpc("subscribe to events", namespace, s)),
+            },
+            published = markers.publish_next() => published?,
         }
     }
 }
@@ -177,5 +237,88 @@ fn deliver(shared: &Shared, envelope: &Envelope) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "undecodable task exit event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use tokio::sync::mpsc;
+
+    fn envelope(topic: &str) -> Envelope {
+        Envelope { topic: topic.to_owned(), ..Default::default() }
+    }
+
+    /// A subscription fed through a channel.
+    struct Source(mpsc::UnboundedReceiver<Envelope>);
+
+    impl EventSource for Source {
+        async fn next(&mut self) -> Result<Option<Envelope>, tonic::Status> {
+            Ok(self.0.recv().await)
+        }
+    }
+
+    /// Markers that come back on the subscription (from the `lost`-th on: the ones before
+    /// were published before containerd registered it), or none at all.
+    struct Sink {
+        back: Option<mpsc::UnboundedSender<Envelope>>,
+        lost: u32,
+        published: u32,
+        limit: u32,
+    }
+
+    impl MarkerSink for Sink {
+        async fn publish_next(&mut self) -> Result<(), Error> {
+            // One turn of the scheduler stands for the ticker's period.
+            tokio::task::yield_now().await;
+            if self.published >= self.limit {
+                let published = self.published;
+                return Err(Error::events("ns", EventsEnded::Unconfirmed { published }));
+            }
+            self.published += 1;
+            if self.published > self.lost {
+                if let Some(back) = &self.back {
+                    let _ = back.send(envelope(SYNC_TOPIC));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exit_that_answers_the_subscription_first_is_kept_until_a_marker_comes_back() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The subscription's first message is an exit; the markers published so far are lost.
+        tx.send(envelope(TASK_EXIT)).unwrap();
+        let mut sink = Sink { back: Some(tx), lost: 0, published: 0, limit: MAX_MARKERS };
+        let early = await_marker(&mut Source(rx), &mut sink, "ns").await.expect("the marker");
+        let topics: Vec<_> = early.iter().map(|e| e.topic.as_str()).collect();
+        assert_eq!(topics, [TASK_EXIT], "the exit is handed on");
+        assert_eq!(sink.published, 1, "one marker published after the answer");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_marker_is_bounded() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(envelope(TASK_EXIT)).unwrap();
+        let mut sink = Sink { back: None, lost: 0, published: 0, limit: 3 };
+        let _keep_open = tx;
+        match await_marker(&mut Source(rx), &mut sink, "ns").await {
+            Err(Error::Events { reason: EventsEnded::Unconfirmed { published: 3 }, .. }) => {}
+            other => panic!("expected the bound, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_already_on_the_stream_ends_the_wait_at_once() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for topic in [TASK_EXIT, TASK_EXIT, SYNC_TOPIC, TASK_EXIT] {
+            tx.send(envelope(topic)).unwrap();
+        }
+        let mut sink = Sink { back: None, lost: 0, published: 0, limit: MAX_MARKERS };
+        let early = await_marker(&mut Source(rx), &mut sink, "ns").await.expect("the marker");
+        assert_eq!(early.len(), 2, "the exits before the marker; the one after stays queued");
+        assert_eq!(sink.published, 0);
     }
 }
