@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dockplug_protocol::Manifest;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -315,6 +315,7 @@ where
     hyper::server::conn::http1::Builder::new()
         // Request line and headers must fit this buffer, else 431.
         .max_buf_size(limits.header_bytes.max(8192))
+        .writev(false)
         .serve_connection(TokioIo::new(WatchedIo::new(io, state)), service)
 }
 
@@ -346,7 +347,7 @@ async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Rep
             &format!("{path}: read request body: length limit exceeded"),
         );
     }
-    let read = Limited::new(body, limits.body_bytes).collect();
+    let read = read_body(body, limits.body_bytes);
     // A body that arrived with its headers (the usual case) needs no timer.
     let mut read = std::pin::pin!(read);
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
@@ -355,12 +356,11 @@ async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Rep
         std::task::Poll::Pending => tokio::time::timeout(limits.body, read).await,
     };
     let body = match read {
-        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            let status = if e.is::<http_body_util::LengthLimitError>() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
             };
             return Reply::error(status, ErrorKey::Err, &format!("{path}: read request body: {e}"));
         }
@@ -373,6 +373,50 @@ async fn handle(router: &Router, req: Request<Incoming>, limits: &Limits) -> Rep
         }
     };
     dispatch(router, path, body).await
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Past the body bound.
+    TooLarge,
+    /// The connection failed or the body is malformed.
+    Broken(hyper::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("length limit exceeded"),
+            BodyError::Broken(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The whole request body, at most `limit` bytes; trailers are ignored. A body that comes in
+/// one frame (the usual case) is kept as it came, without a copy.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let mut whole = Bytes::new();
+    let mut more: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Broken)?.into_data() else {
+            continue;
+        };
+        let len = whole.len() + more.as_ref().map_or(0, |m| m.len()) + data.len();
+        if len > limit {
+            return Err(BodyError::TooLarge);
+        }
+        match &mut more {
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut m = bytes::BytesMut::with_capacity(len);
+                m.extend_from_slice(&std::mem::take(&mut whole));
+                m.extend_from_slice(&data);
+                more = Some(m);
+            }
+            Some(m) => m.extend_from_slice(&data),
+        }
+    }
+    Ok(more.map_or(whole, bytes::BytesMut::freeze))
 }
 
 /// A handler's future, polled with panics caught: a panic becomes `Err` with its payload.
