@@ -284,6 +284,54 @@ async fn a_task_deleted_only_in_its_shim_and_no_container_do_not_block_the_resto
     a_delete_cut_short_does_not_block_the_next_start(true).await;
 }
 
+/// A shim containerd lost (a manager killed while containerd created or deleted the task:
+/// containerd dropped the shim, the shim never shut down) is killed: by the restore of a
+/// disabled plugin, and before the next task of its id is created (which would otherwise
+/// reuse it, its socket being taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_containerd_lost_is_killed_at_restore_and_before_a_start() {
+    let env = Env::new();
+    let m = env.manager(false).await;
+    let plugin = m.create_from_context(env.context(None), "localvol:latest").await.unwrap();
+    drop(m);
+    let socket = &env.containerd.socket;
+    let (ns, id) = (&env.containerd.namespace, &plugin.id);
+    // Gone, or a zombie its new parent has not reaped yet.
+    let gone = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    };
+
+    let lost = shim::start_lost(socket, ns, id, &env.containerd.path("lost1"));
+    let m = env.manager(false).await;
+    assert!(!m.inspect("localvol").unwrap().enabled);
+    assert!(
+        eventually(|| async { gone(lost) }).await,
+        "the restore killed the lost shim: {:?}",
+        shim::pids(socket, id)
+    );
+
+    let lost = shim::start_lost(socket, ns, id, &env.containerd.path("lost2"));
+    m.enable("localvol", None).await.unwrap();
+    assert!(
+        eventually(|| async { gone(lost) }).await,
+        "killed before the task was created, not reused: {:?}",
+        shim::pids(socket, id)
+    );
+    let shims = shim::pids(socket, id);
+    assert_eq!(shims.len(), 1, "the plugin's own shim: {shims:?}");
+    assert!(env.running_pid(id).is_some(), "running: {:?}", env.tasks());
+    assert!(answers(&env.client(id)).await);
+    m.disable("localvol", false).await.unwrap();
+    m.remove("localvol", false).await.unwrap();
+    assert!(
+        eventually(|| async { shim::pids(socket, id).is_empty() }).await,
+        "no shim left: {:?}",
+        shim::pids(socket, id)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_plugin_is_restarted_and_a_containerd_restart_loses_no_exit() {
     let mut env = Env::new();

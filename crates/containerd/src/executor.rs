@@ -21,6 +21,7 @@ use crate::connection::Connection;
 use crate::container::TaskState;
 use crate::error::{Error, EventsEnded};
 use crate::events;
+use crate::shim;
 use crate::stdio::Stdio;
 
 /// Runs plugins as containerd tasks. See the [crate documentation](crate) for what it does
@@ -284,6 +285,14 @@ impl Shared {
             pumps.finish().await;
             return Err(e);
         }
+        // What a killed predecessor may have left for this id: a task containerd holds but
+        // shows no more (deleted now that the container exists), a shim it lost.
+        if let Err(e) = self.clear_leftovers(id).await {
+            self.end(id, token);
+            self.discard(id).await;
+            pumps.finish().await;
+            return Err(e);
+        }
         let pid = match self.conn.create_task(id, &stdout, &stderr).await {
             Ok(pid) => pid,
             Err(e) => {
@@ -341,11 +350,33 @@ impl Shared {
             _ => {
                 self.end(id, token);
                 self.conn.remove(id).await?;
+                self.kill_lost_shims(id).await;
                 for fifo in [self.config.stdout_fifo(id), self.config.stderr_fifo(id)] {
                     let _ = std::fs::remove_file(fifo);
                 }
                 Ok(false)
             }
+        }
+    }
+
+    /// Before a task of `id` is created: deletes a task containerd still holds for it and
+    /// kills the shims of `id` containerd lost (see the `shim` module).
+    async fn clear_leftovers(&self, id: &str) -> Result<(), Error> {
+        self.conn.force_delete_task(id).await?;
+        self.kill_lost_shims(id).await;
+        Ok(())
+    }
+
+    /// Kills the shims of `id` that containerd lost; call only while containerd has no task
+    /// for `id`. Failures are logged: a leftover shim may still be reused by the next one.
+    async fn kill_lost_shims(&self, id: &str) {
+        let shims = shim::find(&self.config.socket, &self.config.namespace, id);
+        if shims.is_empty() {
+            return;
+        }
+        tracing::warn!(plugin = id, ?shims, "killing shims containerd lost");
+        if !shim::kill_all(&shims).await {
+            tracing::warn!(plugin = id, ?shims, "lost shims still there after SIGKILL");
         }
     }
 

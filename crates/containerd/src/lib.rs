@@ -10,9 +10,14 @@
 //!   no image, no snapshot), a stale container of the same ID replaced (its task killed and
 //!   deleted first), a task with no stdin whose stdout and stderr are FIFOs
 //!   (`<fifo_dir>/<id>-stdout`, `-stderr`) pumped into the manager's sinks, then started. A
-//!   failed create leaves nothing behind.
+//!   failed create leaves nothing behind. What a manager killed mid-way can leave for the id
+//!   is cleared first: a task containerd still holds but no longer shows (a delete cut short
+//!   after the shim had deleted it; containerd refuses a new task of that id until it is
+//!   deleted) and a shim containerd lost (found by its command line, killed with its
+//!   children).
 //! * **restore** after a restart of the manager: a running task is re-attached (same FIFOs);
-//!   a stopped or never-started one is deleted with its container.
+//!   a stopped or never-started one is deleted with its container, and a lost shim of the
+//!   id is killed.
 //! * **signal**, **is_running**: on the init process.
 //! * **exits**: one subscription to the namespace's `/tasks/exit` events. An exit of a
 //!   tracked process drains its output, deletes task and container, and is then reported on
@@ -37,6 +42,7 @@ mod container;
 mod error;
 mod events;
 mod executor;
+mod shim;
 mod stdio;
 
 pub use config::{ContainerdConfig, DEFAULT_NAMESPACE, DEFAULT_RUNTIME};

@@ -138,3 +138,35 @@ pub fn pids(socket: &Path, id: &str) -> Vec<u32> {
     }
     found
 }
+
+/// A shim for `namespace`/`id` that the containerd at `socket` never heard of, as one that
+/// containerd dropped looks: started the way containerd starts one (`start` in a directory
+/// holding its `config.json` and its `log` FIFO, whose reader is a thread here), with no
+/// task. Returns its PID once it runs.
+pub fn start_lost(socket: &Path, namespace: &str, id: &str, dir: &Path) -> u32 {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), b"{}").unwrap();
+    let log = dir.join("log");
+    let made = std::process::Command::new("mkfifo").arg(&log).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    // The shim writes its log into the FIFO; read it until the shim is gone.
+    std::thread::spawn(move || {
+        if let Ok(mut f) = std::fs::File::open(&log) {
+            let _ = std::io::copy(&mut f, &mut std::io::sink());
+        }
+    });
+    let mut ttrpc = socket.as_os_str().to_owned();
+    ttrpc.push(".ttrpc");
+    let out = std::process::Command::new(crate::support::program("containerd-shim-runc-v2"))
+        .args(["-namespace", namespace, "-id", id, "-address"])
+        .arg(socket)
+        .arg("start")
+        .env("TTRPC_ADDRESS", ttrpc)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "shim start: {}", String::from_utf8_lossy(&out.stderr));
+    let found = pids(socket, id);
+    assert_eq!(found.len(), 1, "the lost shim runs: {found:?}");
+    found[0]
+}
