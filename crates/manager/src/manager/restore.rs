@@ -81,8 +81,8 @@ impl<E: Executor> Manager<E> {
         }
         // A start that fails at restore (containerd still settling after the daemon died) is
         // tried again a few times at the restart policy's delays before the plugin is left
-        // stopped (Moby's `reload` tries once). This does not cure a start that keeps failing
-        // on a shim that outlived its task (kill -9 during disable): that is still open.
+        // stopped (Moby's `reload` tries once). What a killed daemon left in containerd (a
+        // hidden task, a lost shim) is the executor's to clear before it creates the task.
         for attempt in 0..=RESTORE_RETRIES {
             match self.start(&op, true, None).await {
                 Ok(()) => return,
