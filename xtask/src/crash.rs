@@ -1,23 +1,24 @@
-//! `cargo xtask crash-loop [--seconds N | --rounds N] [--seed S]`: the crash loop of
+//! `cargo xtask crash-loop [--seconds N | --rounds N] [--seed S] [--favour OP]`: the crash loop of
 //! `dockplug_testkit::crash` for many rounds. Each round runs one docker CLI operation
 //! against a private dockplugd (create, pull, set, enable, disable, upgrade, remove), kills
 //! the daemon with SIGKILL after a seeded random delay, restarts it and checks that every
 //! listed plugin is whole, nothing acknowledged is lost, staging is swept, containerd holds
 //! nothing without its plugin and GC removes orphaned blobs. Prints the seed first (a failure
 //! replays with `--seed`), one line per round and the kill points hit per operation. Bounded
-//! by `--seconds` (default 300) or `--rounds`. The `crash` module of the integration tests
+//! by `--seconds` (default 300) or `--rounds`. `--favour disable` (or another operation) aims
+//! most kills at that operation. The `crash` module of the integration tests
 //! runs a few rounds of the same loop in `ci`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dockplug_testkit::crash::{clock_seed, CrashLoop, CrashOptions};
+use dockplug_testkit::crash::{clock_seed, CrashLoop, CrashOptions, Op};
 
 use crate::setup;
 
 /// Parses the arguments and runs the loop.
 pub fn task(args: &[String]) -> Result<()> {
-    let (mut seconds, mut rounds, mut seed) = (None, None, None);
+    let (mut seconds, mut rounds, mut seed, mut favour) = (None, None, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| -> Result<u64> {
@@ -30,8 +31,12 @@ pub fn task(args: &[String]) -> Result<()> {
             "--seconds" => seconds = Some(value("--seconds")?),
             "--rounds" => rounds = Some(value("--rounds")?),
             "--seed" => seed = Some(value("--seed")?),
+            "--favour" => {
+                let name = it.next().context("--favour needs an operation")?;
+                favour = Some(parse_op(name)?);
+            }
             other => {
-                bail!("crash-loop: unknown argument {other:?} (--seconds N | --rounds N, --seed S)")
+                bail!("crash-loop: unknown argument {other:?} (--seconds N | --rounds N, --seed S, --favour OP)")
             }
         }
     }
@@ -64,6 +69,7 @@ pub fn task(args: &[String]) -> Result<()> {
         localvol: bin.join("localvol"),
         seed,
         kill_after_ack: Vec::new(),
+        favour,
     };
     let mut crash = CrashLoop::start(&options).context("start the crash loop")?;
     let started = Instant::now();
@@ -104,4 +110,18 @@ pub fn task(args: &[String]) -> Result<()> {
         s.gc_checks, s.gc_removed
     );
     Ok(())
+}
+
+/// An operation by its name (`create`, `pull`, `set`, `enable`, `disable`, `upgrade`, `remove`).
+fn parse_op(name: &str) -> Result<Op> {
+    Ok(match name {
+        "create" => Op::Create,
+        "pull" => Op::Pull,
+        "set" => Op::Set,
+        "enable" => Op::Enable,
+        "disable" => Op::Disable,
+        "upgrade" => Op::Upgrade,
+        "remove" => Op::Remove,
+        other => bail!("--favour: no operation {other:?} (create, pull, set, enable, disable, upgrade, remove)"),
+    })
 }

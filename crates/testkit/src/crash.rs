@@ -134,6 +134,9 @@ pub struct CrashOptions {
     /// Operations that always finish before the kill (their acknowledged result is still
     /// checked): a known defect at one kill point, quarantined where a run must be green.
     pub kill_after_ack: Vec<Op>,
+    /// An operation to aim at: whenever a plugin's state allows it, it is picked (and a
+    /// plugin in the state before it is brought there), so most kills land in it.
+    pub favour: Option<Op>,
 }
 
 /// A seeded splitmix64: enough to spread the kill points, and reproducible.
@@ -180,6 +183,7 @@ pub struct CrashLoop {
     model: BTreeMap<String, State>,
     rng: Rng,
     kill_after_ack: Vec<Op>,
+    favour: Option<Op>,
     /// Per operation, the last uninterrupted duration: the range of the next kill delays.
     estimate: BTreeMap<Op, Duration>,
     /// Counters so far.
@@ -222,6 +226,7 @@ impl CrashLoop {
             model: BTreeMap::new(),
             rng: Rng(options.seed),
             kill_after_ack: options.kill_after_ack.clone(),
+            favour: options.favour,
             estimate: BTreeMap::new(),
             summary: Summary::default(),
             dir,
@@ -303,7 +308,21 @@ impl CrashLoop {
             Some(s) if s.reference.is_empty() => &[Op::Set, Op::Enable, Op::Remove],
             Some(_) => &[Op::Set, Op::Enable, Op::Upgrade, Op::Upgrade, Op::Remove],
         };
-        let op = ops[self.rng.below(ops.len() as u64) as usize];
+        let mut op = ops[self.rng.below(ops.len() as u64) as usize];
+        if let Some(favour) = self.favour {
+            // The favoured operation if it applies, else the step towards a state it does.
+            let towards = match (favour, &cur) {
+                (Op::Disable, Some(s)) if !s.enabled => Some(Op::Enable),
+                (Op::Enable | Op::Set | Op::Upgrade, Some(s)) if s.enabled => Some(Op::Disable),
+                (Op::Create | Op::Pull, Some(_)) => Some(Op::Remove),
+                _ => None,
+            };
+            if ops.contains(&favour) {
+                op = favour;
+            } else if let Some(t) = towards.filter(|t| ops.contains(t)) {
+                op = t;
+            }
+        }
         let keep = |s: &State| Pattern {
             absent: false,
             id: Some(s.id.clone()),
@@ -561,7 +580,11 @@ impl CrashLoop {
         if !settled {
             return Err(protocol(
                 "containerd after a restart",
-                format!("enabled {enabled:?}, found {last}\n{}", self.daemon.log()),
+                format!(
+                    "enabled {enabled:?}, found {last}\n{}\ncontainerd's log:\n{}",
+                    self.daemon.log(),
+                    self.containerd.log_tail()
+                ),
             ));
         }
         Ok(observed)
