@@ -2,10 +2,11 @@
 //! private containerd, the same sequence, alternating daemon by daemon in each round; prints
 //! median times and their ratio (dockplugd / dockerd). Not part of `ci`.
 //!
-//! Measured: `docker plugin create`, `enable`, `disable`, `rm`, `install` (from a private
+//! dockplugd is the `daemon` profile's build (as it ships). Measured: `docker plugin create`, `enable`, `disable`, `rm`, `install` (from a private
 //! registry on loopback; pull and enable) as the CLI's wall time; each daemon's resident
-//! memory idle, with 1 and with 20 plugins enabled; a restart with 20 enabled, until
-//! `GET /plugins` answers and until all 20 plugin sockets accept.
+//! memory (VmRSS, and its anonymous part beside it) idle, with 1 and with 20 plugins enabled;
+//! a restart with 20 enabled, until `GET /plugins` answers and until all 20 plugin sockets
+//! accept.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,6 +79,27 @@ impl Target {
         Ok(kib as f64 / 1024.0)
     }
 
+    /// The anonymous part of the resident memory (`RssAnon`): heap, stacks, written data;
+    /// the rest of VmRSS is file-backed (the binary's code and read-only data, libraries).
+    fn anon_mb(&self) -> Result<f64> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("read RssAnon")?;
+        Ok(kib as f64 / 1024.0)
+    }
+
+    /// Adds VmRSS as `metric` and RssAnon beside it.
+    fn add_rss(&self, table: &mut Table, metric: &str) -> Result<()> {
+        table.add(&format!("{metric} (MB)"), self.name(), self.rss_mb()?);
+        table.add(&format!("{metric}, anonymous part (MB)"), self.name(), self.anon_mb()?);
+        Ok(())
+    }
+
     fn socket(&self) -> Result<PathBuf> {
         Ok(match self {
             Target::Ours(d) => d.socket.clone(),
@@ -146,7 +168,7 @@ fn measure(rounds: usize, restarts: usize) -> Result<Table> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
     let tmp = dockplug_testkit::temp_dir("dpbd")?;
     let (plugin, bin) = managed::build_with_localvol(
-        "release",
+        "daemon",
         &["-p", "dockplug-daemon", "--bin", "dockplugd"],
         tmp.path(),
     )?;
@@ -178,7 +200,7 @@ fn measure(rounds: usize, restarts: usize) -> Result<Table> {
     ];
     let mut table = Table::default();
     for t in &targets {
-        table.add("RSS idle (MB)", t.name(), t.rss_mb()?);
+        t.add_rss(&mut table, "RSS idle")?;
     }
 
     // The plugin in the registry, for the installs.
@@ -193,7 +215,7 @@ fn measure(rounds: usize, restarts: usize) -> Result<Table> {
             table.add("create (ms)", t.name(), t.timed(&["plugin", "create", &name, &plugin_dir])?);
             table.add("enable (ms)", t.name(), t.timed(&["plugin", "enable", &name])?);
             if round == 0 {
-                table.add("RSS, 1 enabled (MB)", t.name(), t.rss_mb()?);
+                t.add_rss(&mut table, "RSS, 1 enabled")?;
             }
             table.add("disable (ms)", t.name(), t.timed(&["plugin", "disable", &name])?);
             table.add("rm (ms)", t.name(), t.timed(&["plugin", "rm", &name])?);
@@ -227,7 +249,7 @@ fn measure(rounds: usize, restarts: usize) -> Result<Table> {
             t.docker(&["plugin", "enable", &name])?;
             ids.push(t.docker(&["plugin", "inspect", "-f", "{{.Id}}", &name])?.trim().to_owned());
         }
-        table.add("RSS, 20 enabled (MB)", t.name(), t.rss_mb()?);
+        t.add_rss(&mut table, "RSS, 20 enabled")?;
         fleet_ids.push(ids);
     }
     for _ in 0..restarts {

@@ -1,10 +1,13 @@
-//! `cargo xtask load [--requests N] [--fleet N] [--installs N] [--release]`: a measurement,
-//! not a test. A private dockplugd on a private containerd with `--fleet` (20) copies of the
+//! `cargo xtask load [--requests N] [--fleet N] [--installs N] [--rounds N] [--release]`: a
+//! measurement, not a test. A private dockplugd on a private containerd with `--fleet` (20) copies of the
 //! packaged localvol enabled; then, all at once, `--requests` (1,000) concurrent Engine API
 //! requests (`GET /plugins` and `GET /plugins/NAME/json`, alternating, each on its own
 //! connection) and `--installs` (20) concurrent `docker plugin install`s of different plugins
 //! from one private registry. Prints p50/p99/max latency, errors, and dockplugd's resident
-//! memory before, at peak (sampled every 20 ms) and after. Debug build unless `--release`.
+//! memory before, at peak (sampled every 20 ms), right after and a few seconds after.
+//! `--rounds` repeats the burst (removing the previous round's installs first), so memory
+//! that does not come back shows as growth from round to round. Debug build unless
+//! `--release` (then the `daemon` profile, dockplugd as it ships).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -16,9 +19,13 @@ use dockplug_testkit::{rss_kib, Containerd, Dockplugd, DockplugdOptions, Registr
 
 use crate::setup;
 
+/// How long after a burst the settled memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
+
 /// Parses the arguments and runs the measurement.
 pub fn task(args: &[String]) -> Result<()> {
     let (mut requests, mut fleet, mut installs, mut release) = (1000usize, 20usize, 20usize, false);
+    let mut rounds = 1usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| -> Result<usize> {
@@ -31,6 +38,7 @@ pub fn task(args: &[String]) -> Result<()> {
             "--requests" => requests = value("--requests")?,
             "--fleet" => fleet = value("--fleet")?,
             "--installs" => installs = value("--installs")?,
+            "--rounds" => rounds = value("--rounds")?.max(1),
             "--release" => release = true,
             other => bail!("load: unknown argument {other:?}"),
         }
@@ -39,10 +47,10 @@ pub fn task(args: &[String]) -> Result<()> {
     let mut build = vec!["build", "--quiet", "-p", "dockplug-daemon", "--bin", "dockplugd"];
     build.extend(["-p", "dockplug-localvol", "--bin", "localvol"]);
     if release {
-        build.push("--release");
+        build.extend(["--profile", "daemon"]);
     }
     setup::step("build dockplugd and localvol", &build, &[])?;
-    let bin = setup::profile_dir(if release { "release" } else { "debug" });
+    let bin = setup::profile_dir(if release { "daemon" } else { "debug" });
 
     let tmp = dockplug_testkit::temp_dir("dpl")?;
     let plugin =
@@ -79,6 +87,60 @@ pub fn task(args: &[String]) -> Result<()> {
         docker(&["plugin", "enable", n])?;
     }
     let pid = d.pid().context("dockplugd runs")?;
+    let mut failed = Vec::new();
+    for round in 1..=rounds {
+        let r = burst(&d, pid, round, requests, &names, &remotes)?;
+        let listed = d.docker(&["plugin", "ls", "-q"])?;
+        let count = String::from_utf8_lossy(&listed.stdout).lines().count();
+        // What the daemon holds once the burst is over (it trims its heap when quiet).
+        std::thread::sleep(SETTLE);
+        let settled = rss_kib(pid).context("read VmRSS")?;
+        r.print(round, rounds, release, fleet, count, settled);
+        if !r.errors.is_empty() || !r.install_errors.is_empty() || count != fleet + installs {
+            failed.push(format!(
+                "round {round}: {} API errors, {} install errors, {count} plugins listed",
+                r.errors.len(),
+                r.install_errors.len()
+            ));
+        }
+        if round < rounds {
+            for i in 0..installs {
+                docker(&["plugin", "rm", "-f", &format!("i{round}-{i}")])?;
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("load: {}", failed.join("; "));
+    }
+    drop(d);
+    Ok(())
+}
+
+/// What one burst measured.
+struct Round {
+    requests: usize,
+    lat: Vec<Duration>,
+    errors: Vec<String>,
+    api_wall: Duration,
+    installs: usize,
+    install_lat: Vec<Duration>,
+    install_errors: Vec<String>,
+    all_wall: Duration,
+    rss_before: u64,
+    peak: u64,
+    rss_after: u64,
+}
+
+/// `requests` concurrent API requests and one install per remote, all released at once;
+/// round `round` installs under the aliases `i<round>-<n>`.
+fn burst(
+    d: &Dockplugd,
+    pid: u32,
+    round: usize,
+    requests: usize,
+    names: &[String],
+    remotes: &[String],
+) -> Result<Round> {
     let rss_before = rss_kib(pid).context("read VmRSS")?;
 
     // Peak memory while the load runs.
@@ -96,7 +158,7 @@ pub fn task(args: &[String]) -> Result<()> {
         })
     };
 
-    let start = Arc::new(Barrier::new(requests + installs + 1));
+    let start = Arc::new(Barrier::new(requests + remotes.len() + 1));
     let mut api = Vec::with_capacity(requests);
     for i in 0..requests {
         let (start, socket) = (start.clone(), d.socket.clone());
@@ -116,23 +178,17 @@ pub fn task(args: &[String]) -> Result<()> {
         })?;
         api.push(t);
     }
-    let mut pulls = Vec::with_capacity(installs);
+    let mut pulls = Vec::with_capacity(remotes.len());
     for (i, r) in remotes.iter().enumerate() {
         let (start, host, cfg, r) =
             (start.clone(), d.host.clone(), d.dir.join("cli-config"), r.clone());
         let docker_cli = dockplug_testkit::program("docker")?;
+        let alias = format!("i{round}-{i}");
         pulls.push(std::thread::spawn(move || {
             start.wait();
             let t0 = Instant::now();
             let out = std::process::Command::new(docker_cli)
-                .args([
-                    "plugin",
-                    "install",
-                    "--grant-all-permissions",
-                    "--alias",
-                    &format!("i{i}"),
-                    &r,
-                ])
+                .args(["plugin", "install", "--grant-all-permissions", "--alias", &alias, &r])
                 .env("DOCKER_HOST", host)
                 .env("DOCKER_CONFIG", cfg)
                 .output();
@@ -169,55 +225,73 @@ pub fn task(args: &[String]) -> Result<()> {
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let rss_after = rss_kib(pid).context("read VmRSS")?;
-    let listed = d.docker(&["plugin", "ls", "-q"])?;
-    let count = String::from_utf8_lossy(&listed.stdout).lines().count();
-
     lat.sort();
     install_lat.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |v: &[Duration], p: f64| {
-        v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().map(ms).unwrap_or(0.0)
-    };
-    println!(
-        "\nload: dockplugd ({} build), {fleet} plugins enabled",
-        if release { "release" } else { "debug" }
-    );
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!("| concurrent API requests (list, inspect) | {requests} |");
-    println!(
-        "| API p50 / p99 / max (ms) | {:.1} / {:.1} / {:.1} |",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-    println!("| API errors | {} |", errors.len());
-    println!("| API wall time, all {requests} (ms) | {:.0} |", ms(api_wall));
-    println!("| concurrent installs (pull + enable) | {installs} |");
-    println!(
-        "| install p50 / max (ms) | {:.0} / {:.0} |",
-        pct(&install_lat, 0.5),
-        pct(&install_lat, 1.0)
-    );
-    println!("| install errors | {} |", install_errors.len());
-    println!("| wall time, everything (ms) | {:.0} |", ms(all_wall));
-    println!(
-        "| dockplugd RSS before / peak / after (MB) | {:.1} / {:.1} / {:.1} |",
-        rss_before as f64 / 1024.0,
-        peak.load(Ordering::Relaxed) as f64 / 1024.0,
-        rss_after as f64 / 1024.0
-    );
-    println!("| plugins listed after | {count} (expected {}) |", fleet + installs);
-    for e in errors.iter().take(5).chain(install_errors.iter().take(5)) {
-        println!("error: {}", e.trim());
-    }
-    if !errors.is_empty() || !install_errors.is_empty() || count != fleet + installs {
-        bail!(
-            "load: {} API errors, {} install errors, {count} plugins listed",
-            errors.len(),
-            install_errors.len()
+    Ok(Round {
+        requests,
+        lat,
+        errors,
+        api_wall,
+        installs: remotes.len(),
+        install_lat,
+        install_errors,
+        all_wall,
+        rss_before,
+        peak: peak.load(Ordering::Relaxed),
+        rss_after,
+    })
+}
+
+impl Round {
+    fn print(
+        &self,
+        round: usize,
+        rounds: usize,
+        release: bool,
+        fleet: usize,
+        count: usize,
+        settled: u64,
+    ) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let pct = |v: &[Duration], p: f64| {
+            v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().map(ms).unwrap_or(0.0)
+        };
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        let requests = self.requests;
+        println!(
+            "\nload: dockplugd ({} build), {fleet} plugins enabled, round {round} of {rounds}",
+            if release { "daemon profile" } else { "debug" }
         );
+        println!("| figure | value |");
+        println!("|---|---|");
+        println!("| concurrent API requests (list, inspect) | {requests} |");
+        println!(
+            "| API p50 / p99 / max (ms) | {:.1} / {:.1} / {:.1} |",
+            pct(&self.lat, 0.5),
+            pct(&self.lat, 0.99),
+            pct(&self.lat, 1.0)
+        );
+        println!("| API errors | {} |", self.errors.len());
+        println!("| API wall time, all {requests} (ms) | {:.0} |", ms(self.api_wall));
+        println!("| concurrent installs (pull + enable) | {} |", self.installs);
+        println!(
+            "| install p50 / max (ms) | {:.0} / {:.0} |",
+            pct(&self.install_lat, 0.5),
+            pct(&self.install_lat, 1.0)
+        );
+        println!("| install errors | {} |", self.install_errors.len());
+        println!("| wall time, everything (ms) | {:.0} |", ms(self.all_wall));
+        println!(
+            "| dockplugd RSS before / peak / after / {} s later (MB) | {:.1} / {:.1} / {:.1} / {:.1} |",
+            SETTLE.as_secs(),
+            mb(self.rss_before),
+            mb(self.peak),
+            mb(self.rss_after),
+            mb(settled)
+        );
+        println!("| plugins listed after | {count} (expected {}) |", fleet + self.installs);
+        for e in self.errors.iter().take(5).chain(self.install_errors.iter().take(5)) {
+            println!("error: {}", e.trim());
+        }
     }
-    drop(d);
-    Ok(())
 }

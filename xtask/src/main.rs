@@ -100,7 +100,7 @@ tasks:
           the parsers' fuzz targets under libFuzzer via cargo-fuzz, N s each (not in ci)
   crash-loop [--seconds N | --rounds N] [--seed S]
           kill -9 dockplugd at random points of create, pull, set, enable, disable, upgrade, rm; check after each restart (not in ci; a short loop is)
-  load [--requests N] [--fleet N] [--installs N] [--release]
+  load [--requests N] [--fleet N] [--installs N] [--rounds N] [--release]
           1,000 concurrent list/inspect requests with 20 plugins enabled plus 20 concurrent installs: p50/p99, errors, RSS (not in ci)";
 
 fn ci() -> Result<()> {
