@@ -158,7 +158,9 @@ async fn pump(
     mut sink: OutputSink,
     mut phase: watch::Receiver<u8>,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Held for as long as the plugin runs, two per plugin (the largest part of a running
+    // plugin's heap in dockplugd): 4 KB, a few lines; a flood takes more, smaller reads.
+    let mut buf = vec![0u8; 4 * 1024];
     loop {
         tokio::select! {
             read = fifo.read(&mut buf) => match read {
