@@ -133,6 +133,19 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
         sockets.push(s);
     }
     let server = serve(&go_ref, &sockets, &tmp.path().join("serve.log"))?;
+    // The repeated-scan figure is about directories a daemon finds unchanged: wait until
+    // both were last changed more than 2 s ago (what our scan needs to reuse a listing).
+    let settled = |d: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let changed = std::fs::metadata(d).map(|m| m.ctime().max(m.mtime()));
+        matches!((now, changed), (Ok(now), Ok(t)) if now.as_secs() as i64 >= t + 3)
+    };
+    if !dockplug_testkit::process::wait_until(Duration::from_secs(10), || {
+        settled(&sock_dir) && settled(&spec_dir)
+    }) {
+        bail!("the discovery directories keep changing");
+    }
     let name = format!("q{}", SPECS - 1);
     let args = |cmd: &mut Command| {
         cmd.arg(&sock_dir).arg(&spec_dir).arg(INNER).arg(&name);
