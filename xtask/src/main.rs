@@ -12,8 +12,8 @@
 //! | `bench` | dockplug's v1 client against Moby's Go client (`pkg/plugins`) on one plugin server: calls/s, p50/p99, CPU per call (installs Go; not part of `ci`) |
 //! | `bench-all` | every side-by-side benchmark in one run (v1 RPC, SDK server, discovery, enable, registry, the daemon through the CLI), each figure a median ratio to Moby's own code; `--json` prints one JSON line per figure, then a markdown table; `--quick` (not part of `ci`) |
 //! | `bench-manager` | the manager with 1,000 plugins in its store: load time, `list` and `inspect` latency, heap held (not part of `ci`) |
-//! | `fuzz` | every parser's fuzz target under libFuzzer (cargo-fuzz; `--list`, `--all`, `--seconds N`); the same targets run bounded as property tests in `ci` (not part of `ci`) |
-//! | `crash-loop` | SIGKILL dockplugd at seeded random points of CLI operations, restart, check consistency; `--seconds N` or `--rounds N`, `--seed S` (a short loop runs in `ci` as the `crash` tests) |
+//! | `fuzz` | every parser's fuzz target under libFuzzer (cargo-fuzz; `--list`, `--all`, one or more names, `--seconds N`); the same targets run bounded as property tests in `ci` (not part of `ci`) |
+//! | `crash-loop` | SIGKILL dockplugd at seeded random points of CLI operations, restart, check consistency; `--seconds N` or `--rounds N`, `--seed S`, `--favour OP` to aim most kills at one operation (a short loop runs in `ci` as the `crash` tests) |
 //! | `load` | 1,000 concurrent list/inspect requests against dockplugd with 20 plugins enabled plus 20 concurrent installs from one registry: p50/p99, errors, RSS before/peak/after (not part of `ci`) |
 //! | `bench-daemon` | the docker CLI against dockplugd and a private dockerd on one containerd, alternating: create, enable, disable, rm, install; RSS idle, with 1 and 20 plugins enabled; a restart with 20 enabled (until `GET /plugins` answers, until all answer); prints median ratios (not part of `ci`) |
 //! | `bench-registry` | install (pull + enable), pull and push of the packaged localvol through one private registry, dockplugd vs dockerd on one containerd, alternating rounds; prints median ratios (not part of `ci`) |
@@ -96,9 +96,9 @@ tasks:
           enable-to-ready latency and memory with 20 plugins: dockplug on containerd vs dockerd (not in ci)
   bench-registry
           install, pull and push through one registry: dockplugd vs dockerd, median ratios (not in ci)
-  fuzz (--list | --all | <name>) [--seconds N]
+  fuzz (--list | --all | <name>...) [--seconds N]
           the parsers' fuzz targets under libFuzzer via cargo-fuzz, N s each (not in ci)
-  crash-loop [--seconds N | --rounds N] [--seed S]
+  crash-loop [--seconds N | --rounds N] [--seed S] [--favour OP]
           kill -9 dockplugd at random points of create, pull, set, enable, disable, upgrade, rm; check after each restart (not in ci; a short loop is)
   load [--requests N] [--fleet N] [--installs N] [--rounds N] [--release]
           1,000 concurrent list/inspect requests with 20 plugins enabled plus 20 concurrent installs: p50/p99, errors, RSS (not in ci)";
