@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dockplug_protocol::auth::{AuthConfig, REGISTRY_AUTH_HEADER};
-use dockplug_protocol::engine::{parse_timeout, PLUGIN_NAME_HEADER};
+use dockplug_protocol::engine::{parse_timeout, JSON_CONTENT_TYPE, PLUGIN_NAME_HEADER};
 use dockplug_protocol::filters::PluginListFilter;
 use dockplug_protocol::progress::JsonMessage;
-use dockplug_protocol::PluginPrivilege;
+use dockplug_protocol::{Plugin, PluginPrivilege};
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use tokio::sync::{mpsc, oneshot};
@@ -47,7 +47,16 @@ pub(crate) fn routes<B: Backend>(table: &mut RouteTable, backend: &Arc<B>) {
             });
         }};
     }
-    route!(Method::GET, "/plugins", None, list);
+    let (b, cache) = (backend.clone(), Arc::new(ListCache::default()));
+    table.push(Route {
+        method: Method::GET,
+        pattern: Pattern::parse("/plugins"),
+        min_version: None,
+        handler: Arc::new(move |r| {
+            let (b, cache) = (b.clone(), cache.clone());
+            Box::pin(async move { list(b, &cache, r).await })
+        }),
+    });
     route!(Method::GET, "/plugins/{name:.*}/json", None, inspect);
     route!(Method::GET, "/plugins/privileges", None, privileges);
     route!(Method::DELETE, "/plugins/{name:.*}", None, remove);
@@ -84,10 +93,51 @@ fn canonical_header(name: &str) -> String {
         .join("-")
 }
 
-async fn list<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
+async fn list<B: Backend>(
+    b: Arc<B>,
+    cache: &ListCache,
+    r: RouteRequest,
+) -> Result<Reply, ApiError> {
     let filter = PluginListFilter::parse(r.query("filters"))?;
     let plugins = b.list(&filter).await?;
-    Ok(reply::json(StatusCode::OK, &plugins))
+    if let Some(body) = cache.get(&plugins) {
+        return Ok(reply::with_body(StatusCode::OK, JSON_CONTENT_TYPE, body));
+    }
+    let body = Bytes::from(
+        reply::encode_json(&plugins)
+            .map_err(|e| ApiError::system(format!("failed to encode the reply: {e}")))?,
+    );
+    cache.put(plugins, body.clone());
+    Ok(reply::with_body(StatusCode::OK, JSON_CONTENT_TYPE, body))
+}
+
+/// The last `GET /plugins` reply, encoded, with the plugin records it was encoded from.
+///
+/// A record changes only by being replaced (the backend hands out `Arc`s of immutable
+/// values), so a list of the same `Arc`s, in the same order, encodes to the same bytes:
+/// concurrent lists of an unchanged set share one body instead of each encoding and holding
+/// its own, and encoding runs once per change, not once per request. The `Arc`s kept here
+/// cannot be freed, so an address seen again is the same record, never a new one in its
+/// place.
+#[derive(Default)]
+struct ListCache {
+    last: std::sync::Mutex<Option<(Vec<Arc<Plugin>>, Bytes)>>,
+}
+
+impl ListCache {
+    fn get(&self, plugins: &[Arc<Plugin>]) -> Option<Bytes> {
+        let last = self.last.lock().ok()?;
+        let (seen, body) = last.as_ref()?;
+        let same =
+            seen.len() == plugins.len() && seen.iter().zip(plugins).all(|(a, b)| Arc::ptr_eq(a, b));
+        same.then(|| body.clone())
+    }
+
+    fn put(&self, plugins: Vec<Arc<Plugin>>, body: Bytes) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((plugins, body));
+        }
+    }
 }
 
 async fn inspect<B: Backend>(b: Arc<B>, r: RouteRequest) -> Result<Reply, ApiError> {
@@ -283,4 +333,45 @@ where
         None => ResponseBody::stream(orx),
     };
     Ok(with_name(reply::json_stream(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugins() -> Vec<Arc<Plugin>> {
+        let list: Vec<Plugin> =
+            serde_json::from_str(include_str!("tests/golden/engine-plugins-list.json"))
+                .expect("the golden list parses");
+        let mut other = list[0].clone();
+        other.name = "other:latest".to_owned();
+        list.into_iter().chain([other]).map(Arc::new).collect()
+    }
+
+    #[test]
+    fn the_list_cache_answers_only_for_the_same_records_in_the_same_order() {
+        let cache = ListCache::default();
+        let records = plugins();
+        assert!(cache.get(&records).is_none(), "empty at first");
+        let body = Bytes::from(reply::encode_json(&records).expect("encodes"));
+        cache.put(records.clone(), body.clone());
+
+        let hit = cache.get(&records.clone()).expect("the same records");
+        assert_eq!(hit, body);
+        assert_eq!(hit.as_ptr(), body.as_ptr(), "one body, shared");
+
+        // An equal record that is a new value (a state change replaces the Arc).
+        let mut replaced = records.clone();
+        replaced[0] = Arc::new((*records[0]).clone());
+        assert!(cache.get(&replaced).is_none());
+        // A filtered list, a longer one, another order.
+        assert!(cache.get(&records[..1]).is_none());
+        let mut longer = records.clone();
+        longer.push(records[0].clone());
+        assert!(cache.get(&longer).is_none());
+        let mut reversed = records.clone();
+        reversed.reverse();
+        assert!(cache.get(&reversed).is_none());
+        assert!(cache.get(&[]).is_none());
+    }
 }
