@@ -2,8 +2,19 @@
 //! localvol through one private registry (Debian's docker-registry), dockplugd against
 //! dockerd on one private containerd, both driven through the Engine API, rounds
 //! alternating. Every round uses a plugin whose layer neither daemon has seen (a one-file
-//! difference), so each pull downloads and each push uploads. Prints median ratios; not
-//! part of `ci`.
+//! difference), so each pull downloads and each push uploads. Install is measured three ways:
+//! through the Engine API (pull + enable), through the docker CLI (20.10, `/usr/bin/docker`:
+//! privileges, pull, enable, the CLI's own start included) of a fresh remote, and through the
+//! CLI of one remote installed again every round (as `bench-daemon` does). Push: each daemon
+//! pushes the layer its own `create` made (ours compresses faster, so its layer is some 10%
+//! larger) to a fresh repository; both sides send the same requests (HEAD 404 per blob, POST,
+//! one PUT per blob, the manifest PUT), and most of the time is the registry taking in and
+//! hashing the layer. Prints median ratios; not part of `ci`.
+//!
+//! `BENCH_REGISTRY_PROFILE=daemon` measures the `daemon` build (dockplugd as it ships, as
+//! `bench-daemon` does; its localvol is smaller too); `BENCH_REGISTRY_LOGS=1` prints the
+//! registry's access log (each request with its duration) and dockplugd's log at the end (run
+//! with `DOCKPLUGD_LOG=warn,dockplug_manager::steps=debug` for the step timings).
 
 use std::path::Path;
 use std::time::Instant;
@@ -22,6 +33,8 @@ const ROUNDS: usize = 7;
 /// One Engine API peer: a name for the table and a way to send a request.
 trait Peer {
     fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response>;
+    /// The docker CLI (Debian's 20.10, `/usr/bin/docker`) against this daemon.
+    fn docker(&self, args: &[&str]) -> Result<std::process::Output>;
 }
 
 struct Theirs(Dockerd);
@@ -31,11 +44,17 @@ impl Peer for Theirs {
     fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response> {
         Ok(self.0.request(method, path, body, "application/json")?)
     }
+    fn docker(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(self.0.docker(args)?)
+    }
 }
 
 impl Peer for Ours {
     fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Response> {
         Ok(self.0.request(method, path, body)?)
+    }
+    fn docker(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(self.0.docker(args)?)
     }
 }
 
@@ -57,6 +76,16 @@ fn context(plugin: &Path, scratch: &Path, id: &str) -> Result<Vec<u8>> {
     managed::plugin_context(plugin, Some((&extra, "rootfs/bench-id")))
 }
 
+/// `docker plugin install --grant-all-permissions --alias <alias> <remote>`, failing unless 0.
+fn cli_install(peer: &dyn Peer, who: &str, alias: &str, remote: &str) -> Result<()> {
+    let args = ["plugin", "install", "--grant-all-permissions", "--alias", alias, remote];
+    let out = peer.docker(&args)?;
+    if !out.status.success() {
+        bail!("{who}: docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
     let started = Instant::now();
     f()?;
@@ -76,8 +105,10 @@ pub fn figures(quick: bool) -> Result<Vec<Figure>> {
 fn measure(rounds: usize) -> Result<Vec<Figure>> {
     setup::debian_packages(setup::INTEGRATION_PACKAGES)?;
     let tmp = dockplug_testkit::temp_dir("dpr")?;
+    // `BENCH_REGISTRY_PROFILE=daemon` measures dockplugd as it ships (bench-daemon's build).
+    let profile = std::env::var("BENCH_REGISTRY_PROFILE").unwrap_or_else(|_| "release".into());
     let (plugin, out) = managed::build_with_localvol(
-        "release",
+        &profile,
         &["-p", "dockplug-daemon", "--bin", "dockplugd"],
         tmp.path(),
     )?;
@@ -110,6 +141,8 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
         Ok(name)
     };
     let mut results: Vec<(&str, &str, f64)> = Vec::new();
+    // bench-daemon's install: one remote installed again every round (after `rm -f`).
+    let again = publish("again")?;
     for round in 0..rounds {
         // Alternate who goes first.
         let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
@@ -132,6 +165,18 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
             results.push((who, "install", ms));
             ok(peer, "disable", "POST", &format!("/plugins/{local}/disable?force=1"), b"")?;
             ok(peer, "remove", "DELETE", &format!("/plugins/{local}?force=1"), b"")?;
+            // install through the docker CLI (privileges, pull, enable; the CLI's start too).
+            let remote = publish(&format!("c{who}{round}"))?;
+            let alias = format!("cli{round}:latest");
+            let ms = timed(|| cli_install(peer, who, &alias, &remote))?;
+            println!("bench: {who} cli-install #{round}: {ms:.1} ms");
+            results.push((who, "cli-install", ms));
+            ok(peer, "remove", "DELETE", &format!("/plugins/{alias}?force=1"), b"")?;
+            let alias = format!("again{round}:latest");
+            let ms = timed(|| cli_install(peer, who, &alias, &again))?;
+            println!("bench: {who} cli-reinstall #{round}: {ms:.1} ms");
+            results.push((who, "cli-reinstall", ms));
+            ok(peer, "remove", "DELETE", &format!("/plugins/{alias}?force=1"), b"")?;
             // pull only.
             let remote = publish(&format!("p{who}{round}"))?;
             let local = format!("pull{round}:latest");
@@ -158,6 +203,15 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
         }
     }
 
+    if std::env::var_os("BENCH_REGISTRY_LOGS").is_some() {
+        // For finding the cost: the registry's access log (each request with its duration)
+        // and dockplugd's log (its step timings with DOCKPLUGD_LOG=...steps=debug).
+        println!(
+            "--- registry log ---\n{}",
+            std::fs::read_to_string(registry_log(&registry)).unwrap_or_default()
+        );
+        println!("--- dockplugd log ---\n{}", ours.0.log());
+    }
     let layer_bytes: u64 = walk_size(&plugin.join("rootfs"));
     println!();
     println!(
@@ -166,7 +220,13 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
     );
     println!("|---|---|---|---|");
     let mut figures = Vec::new();
-    for (what, target) in [("install", "<= 0.25"), ("pull", ""), ("push", "<= 0.5")] {
+    for (what, target) in [
+        ("install", "<= 0.25"),
+        ("cli-install", "<= 0.25"),
+        ("cli-reinstall", "<= 0.25"),
+        ("pull", ""),
+        ("push", "<= 0.5"),
+    ] {
         let of = |who: &str| {
             median(
                 &results
@@ -180,18 +240,35 @@ fn measure(rounds: usize) -> Result<Vec<Figure>> {
         let goal = if target.is_empty() { String::new() } else { format!(" (target {target})") };
         println!("| {what} | {o:.1} ms | {t:.1} ms | {:.3}{goal} |", o / t);
         let goal = match what {
-            "install" => Goal::AtMost(0.25),
+            "install" | "cli-install" | "cli-reinstall" => Goal::AtMost(0.25),
             "push" => Goal::AtMost(0.5),
             _ => Goal::None,
         };
         let label = match what {
             "install" => "install from a registry (pull + enable), Engine API",
+            "cli-install" => "install from a registry (pull + enable), docker CLI",
+            "cli-reinstall" => "install of one remote again (after rm -f), docker CLI",
             "pull" => "pull from a registry, Engine API",
             _ => "push to a registry, Engine API",
         };
         figures.push(Figure::new(label, "ms", o, t, goal));
     }
     Ok(figures)
+}
+
+/// The newest `registry-*.log` in the registry's directory.
+fn registry_log(registry: &Registry) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(registry.dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("registry-"))
+        })
+        .collect();
+    logs.sort();
+    logs.pop().unwrap_or_default()
 }
 
 /// Bytes under `dir` (regular files).
